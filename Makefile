@@ -1,0 +1,62 @@
+# agentgw developer entry points. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PROTO_SRC := $(wildcard api/proto/agentgw/v1/*.proto)
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || PYTHON=python3; \
+	  test -x $(BIN)/python || $${PYTHON:-$(PYTHON)} -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	$(BIN)/pip check
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv with agentgw and its pinned dev tools
+
+run: $(STAMP) ## Run the gateway on examples/standalone/config.yaml with a demo upstream
+	@bash examples/standalone/run.sh
+
+test: $(STAMP) ## Run the whole test suite (unit, integration)
+	$(BIN)/pytest -q
+
+lint: $(STAMP) ## ruff format check, ruff, import-linter contracts
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+fmt: $(STAMP) ## Format the code
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP) ## mypy --strict on api/, controller/, dataplane/
+	$(BIN)/mypy
+
+gen: $(STAMP) ## Regenerate protobuf code from api/proto
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. $(PROTO_SRC)
+
+gen-check: gen ## Fail if regenerated code differs from what is checked in
+	@git diff --exit-code -- api/proto || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
+
+bench: bench-http ## Run all benchmarks
+
+bench-http: $(STAMP) ## HTTP proxy benchmark: direct, nginx, agentgw 1 and 2 workers (wrk)
+	bash bench/http/run.sh
+
+lock: ## Re-resolve and pin dependencies into requirements.lock
+	rm -rf /tmp/agentgw-lock-venv && $(PYTHON) -m venv /tmp/agentgw-lock-venv
+	/tmp/agentgw-lock-venv/bin/pip install -q --upgrade pip
+	/tmp/agentgw-lock-venv/bin/pip install -q -e '.[dev]'
+	/tmp/agentgw-lock-venv/bin/pip freeze --exclude-editable | grep -v '^agentgw' > requirements.lock
+
+clean: ## Remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help install run test lint fmt typecheck gen gen-check bench bench-http lock clean

@@ -1,0 +1,98 @@
+"""The data plane's exception hierarchy, and the one place errors become HTTP responses.
+
+Every error the proxy raises on purpose derives from `AgentgwError`. Errors from libraries
+(OSError from a socket, httptools' parser errors, pydantic's ValidationError) are caught at the
+edge and re-raised as one of these, with the library error chained as `__cause__`.
+
+    AgentgwError
+    ├── ConfigError                 a configuration is invalid; `.problems` name field paths
+    └── ProxyError                  a request failed; `.status` is what the client gets
+        ├── BadRequest              400  malformed or hostile request
+        │   ├── HeadersTooLarge     431  header block over the size or count limit
+        │   └── BodyTooLarge        413  a body that must be buffered is over the limit
+        ├── RequestTimeout          408  the client was too slow sending its request head
+        ├── NoRoute                 404  no listener or route matches
+        ├── UpstreamError           502  the upstream broke the exchange
+        │   ├── UpstreamUnavailable 503  no connection could be made
+        │   └── UpstreamTimeout     504  a request or backend timeout fired
+        └── ClientGone                   the client went away; nothing can be sent
+
+`response_for` is the single mapping from an error to status, headers and body. The body names
+what failed in words an operator can grep, never secrets or upstream internals.
+"""
+
+from __future__ import annotations
+
+
+class AgentgwError(Exception):
+    """Base of every error agentgw raises on purpose."""
+
+
+class ConfigError(AgentgwError):
+    """A configuration was rejected. `problems` holds `path: message` lines, one per fault."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class ProxyError(AgentgwError):
+    """A request could not be served; `status` is the HTTP status the client receives."""
+
+    status = 500
+    reason = "internal_error"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or self.reason.replace("_", " "))
+
+
+class BadRequest(ProxyError):
+    status = 400
+    reason = "bad_request"
+
+
+class HeadersTooLarge(BadRequest):
+    status = 431
+    reason = "request_headers_too_large"
+
+
+class BodyTooLarge(BadRequest):
+    status = 413
+    reason = "request_body_too_large"
+
+
+class RequestTimeout(ProxyError):
+    status = 408
+    reason = "request_header_timeout"
+
+
+class NoRoute(ProxyError):
+    status = 404
+    reason = "route_not_found"
+
+
+class UpstreamError(ProxyError):
+    status = 502
+    reason = "upstream_protocol_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 503
+    reason = "upstream_connect_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    reason = "upstream_request_timeout"
+
+
+class ClientGone(ProxyError):
+    status = 499
+    reason = "client_disconnected"
+
+
+def response_for(error: ProxyError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Return (status, headers, body) for an error raised while serving a request."""
+    body = f"{error.reason}: {error}\n".encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8")]
+    return error.status, headers, body

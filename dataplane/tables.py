@@ -1,0 +1,187 @@
+"""Immutable runtime tables: what the request path reads.
+
+`config.compile` builds these from resources, off the request path; `config.store` swaps one
+`Tables` reference; `routing` selects a listener and route from them; `proxy` applies the
+policies. Nothing here changes after construction: an in-flight request keeps the tables it
+started with while a reload installs new ones.
+
+Header names are lower-case bytes and values bytes, as the HTTP/1.1 server hands them over.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import random
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dataplane import routing
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HeaderOps:
+    """requestHeaderModifier / responseHeaderModifier, ready to apply."""
+
+    add: tuple[tuple[bytes, bytes], ...] = ()
+    set: tuple[tuple[bytes, bytes], ...] = ()
+    remove: frozenset[bytes] = frozenset()
+
+    def apply(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        drop = self.remove | {name for name, _ in self.set}
+        out = [h for h in headers if h[0] not in drop] if drop else list(headers)
+        out.extend(self.set)
+        out.extend(self.add)
+        return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Authority:
+    """A host/port rewrite: replace all (full), the host, the port, or use the backend's (auto)."""
+
+    full: str | None = None
+    host: str | None = None
+    port: int | None = None
+    auto: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PathChange:
+    full: str | None = None
+    prefix: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Redirect:
+    scheme: str | None
+    authority: Authority | None
+    path: PathChange | None
+    status: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rewrite:
+    authority: Authority | None
+    path: PathChange | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Timeouts:
+    request: float | None = None
+    backend: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Retry:
+    attempts: int
+    backoff: float
+    codes: frozenset[int]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cors:
+    allow_any_origin: bool
+    allow_origins: frozenset[str]
+    origin_patterns: tuple[re.Pattern[str], ...]
+    allow_credentials: bool
+    allow_methods: bytes
+    allow_headers: bytes
+    expose_headers: bytes
+    max_age: bytes
+
+    def allows(self, origin: str) -> bool:
+        if self.allow_any_origin or origin in self.allow_origins:
+            return True
+        return any(p.fullmatch(origin) for p in self.origin_patterns)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Target:
+    """Where a backend lives, and the policies of calling it."""
+
+    name: str
+    host: str
+    port: int
+    request_headers: HeaderOps | None = None
+    response_headers: HeaderOps | None = None
+    redirect: Redirect | None = None
+    request_timeout: float | None = None
+    connect_timeout: float | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Mirror:
+    target: Target
+    percentage: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RoutePolicy:
+    request_headers: HeaderOps | None = None
+    response_headers: HeaderOps | None = None
+    redirect: Redirect | None = None
+    rewrite: Rewrite | None = None
+    mirrors: tuple[Mirror, ...] = ()
+    direct_status: int | None = None
+    direct_body: bytes = b""
+    timeouts: Timeouts = Timeouts()
+    retry: Retry | None = None
+    cors: Cors | None = None
+
+
+EMPTY_POLICY = RoutePolicy()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Route:
+    key: str
+    name: str
+    namespace: str
+    rule_name: str
+    gateway: str
+    listener: str
+    hostnames: tuple[str, ...]
+    policy: RoutePolicy
+    targets: tuple[Target, ...]
+    cumulative_weights: tuple[int, ...]
+    order: tuple[int, str, int]
+    """Gateway API tie-breakers: creation time, "namespace/name", rule index."""
+
+    def pick(self) -> Target | None:
+        """Choose a backend by weight; None when there is none or every weight is 0 (-> 500)."""
+        total = self.cumulative_weights[-1] if self.cumulative_weights else 0
+        if total <= 0:
+            return None
+        if len(self.targets) == 1:
+            return self.targets[0]
+        return self.targets[bisect.bisect_right(self.cumulative_weights, random.random() * total)]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Listener:
+    key: str
+    name: str
+    gateway: str
+    hostname: str
+    routes: routing.RouteIndex
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Bind:
+    key: str
+    port: int
+    listeners: routing.HostIndex[Listener]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tables:
+    """Everything one configuration version serves."""
+
+    binds: dict[int, Bind]
+    version: str
+    route_count: int
