@@ -1,0 +1,318 @@
+"""Upstream HTTP/1.1: pooled keep-alive connections and one request/response exchange on them.
+
+In: a target (host, port), a request head, a body stream. Out: an `UpstreamResponse` whose
+head is awaited and whose body is a `streams.ByteStream`. Called by `proxy` for the primary
+request, retries and mirrors.
+
+Pooling: idle connections per "host:port", newest first; one that has been idle past
+`pool_idle_timeout`, or closed by the peer, is discarded on checkout. A request that fails on a
+reused connection before any response byte arrives is retried once on a fresh connection when
+its body can be replayed (the peer may have closed the idle connection as we wrote).
+
+Errors: connect failures raise `errors.UpstreamUnavailable` (503), a reset or malformed response
+`errors.UpstreamError` (502); timeouts are applied by the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import socket
+import time
+import typing
+
+import httptools
+
+from dataplane import errors, settings
+from dataplane.server import streams
+from dataplane.telemetry import metrics
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One connection to an upstream, reused across exchanges while keep-alive holds."""
+
+    def __init__(self, pool: Pool, key: str) -> None:
+        self._pool = pool
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.idle_since = 0.0
+        self.reused = False
+        self._response: UpstreamResponse | None = None
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._upgraded = False
+        self._tunnel: streams.ByteStream | None = None
+
+    # asyncio.Protocol -----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._pool.forget(self)
+        resp = self._response
+        if self._tunnel is not None:
+            self._tunnel.feed_eof()
+        if resp is not None and not resp.complete:
+            if resp.head_received and resp.close_delimited:
+                resp.finish(keep_alive=False)
+            else:
+                resp.fail(errors.UpstreamError("upstream closed the connection before the response was complete"))
+        for w in self._drain_waiters:
+            if not w.done():
+                w.set_exception(errors.UpstreamError("upstream connection closed"))
+        self._drain_waiters.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self._tunnel is not None:
+            self._tunnel.feed(data)
+            return
+        resp = self._response
+        if resp is None:
+            # Bytes with no request outstanding: the connection is out of sync.
+            self.close()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            offset = exc.args[0] if exc.args else len(data)
+            self._upgraded = True
+            self._tunnel = streams.ByteStream(self)
+            self._tunnel.feed(data[offset:])
+        except httptools.HttpParserError as exc:
+            resp.fail(errors.UpstreamError(f"malformed response from upstream: {exc}"))
+            self.close()
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    # parser callbacks -----------------------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        resp = self._response
+        if resp is not None:
+            resp.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        resp = self._response
+        if resp is None:
+            return
+        status = self._parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            resp.headers = []  # interim response (100 Continue): wait for the final one
+            return
+        resp.status = status
+        resp.keep_alive = self._parser.should_keep_alive()
+        resp.head_received = True
+        resp.close_delimited = not any(k in (b"content-length", b"transfer-encoding") for k, _ in resp.headers)
+        if resp.head_only or status in (204, 304) or status == 101:
+            resp.close_delimited = False
+        resp.head_waiter.set_result(None) if not resp.head_waiter.done() else None
+        if resp.head_only and status != 101:
+            # HEAD: llhttp cannot know there is no body; end here and never reuse the connection.
+            resp.finish(keep_alive=False)
+
+    def on_body(self, body: bytes) -> None:
+        resp = self._response
+        if resp is not None:
+            resp.body.feed(body)
+
+    def on_message_complete(self) -> None:
+        resp = self._response
+        if resp is not None and resp.head_received and not resp.complete:
+            resp.finish(keep_alive=resp.keep_alive and not self._upgraded)
+
+    # used by the exchange -------------------------------------------------------------------
+    def begin(self, resp: UpstreamResponse) -> None:
+        self._response = resp
+        resp.body = streams.ByteStream(self)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise errors.UpstreamError("upstream connection closed")
+        if self._write_paused:
+            w = asyncio.get_running_loop().create_future()
+            self._drain_waiters.append(w)
+            await w
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def released(self, keep_alive: bool) -> None:
+        self._response = None
+        if keep_alive and not self.closed:
+            self._pool.put(self)
+        else:
+            self.close()
+
+    def take_tunnel(self) -> streams.ByteStream:
+        """After a 101: the bytes the upstream sends from now on."""
+        if self._tunnel is None:
+            self._tunnel = streams.ByteStream(self)
+        return self._tunnel
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class UpstreamResponse:
+    """The response to one upstream request: head fields, a body stream, completion."""
+
+    __slots__ = (
+        "body",
+        "close_delimited",
+        "complete",
+        "conn",
+        "done_waiter",
+        "head_only",
+        "head_received",
+        "head_waiter",
+        "headers",
+        "keep_alive",
+        "status",
+    )
+
+    def __init__(self, conn: UpstreamConnection, head_only: bool) -> None:
+        loop = asyncio.get_running_loop()
+        self.conn = conn
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.keep_alive = False
+        self.head_received = False
+        self.close_delimited = False
+        self.complete = False
+        self.head_only = head_only
+        self.head_waiter: asyncio.Future[None] = loop.create_future()
+        self.done_waiter: asyncio.Future[None] | None = None
+        self.body = streams.EMPTY
+        conn.begin(self)
+
+    def content_length(self) -> int | None:
+        for k, v in self.headers:
+            if k == b"content-length":
+                try:
+                    return int(v)
+                except ValueError:
+                    return None
+        return None
+
+    def finish(self, keep_alive: bool) -> None:
+        self.complete = True
+        self.body.feed_eof()
+        if not self.head_waiter.done():
+            self.head_waiter.set_exception(errors.UpstreamError("upstream response ended without a head"))
+        self.conn.released(keep_alive and not self.head_only)
+
+    def fail(self, exc: errors.ProxyError) -> None:
+        if self.complete:
+            return
+        self.complete = True
+        if not self.head_waiter.done():
+            self.head_waiter.set_exception(exc)
+        else:
+            self.body.set_exception(exc)
+        self.conn.released(False)
+
+    def discard(self) -> None:
+        """The caller gives up on this response (retry, timeout, client gone)."""
+        if not self.complete:
+            self.complete = True
+            self.body.detach_source()
+            if not self.head_waiter.done():
+                self.head_waiter.cancel()
+            self.conn.released(False)
+
+
+class Pool:
+    """Idle upstream connections per "host:port"."""
+
+    def __init__(self, config: settings.Upstream, stats: metrics.Registry) -> None:
+        self._config = config
+        self._idle: dict[str, collections.deque[UpstreamConnection]] = {}
+        self._connect_duration = stats.upstream_connect_duration
+        self._loop = asyncio.get_running_loop()
+
+    async def acquire(self, host: str, port: int, connect_timeout: float | None) -> UpstreamConnection:
+        key = f"{host}:{port}"
+        idle = self._idle.get(key)
+        if idle:
+            horizon = self._loop.time() - self._config.pool_idle_timeout
+            while idle:
+                conn = idle.pop()
+                if not conn.closed and conn.idle_since >= horizon:
+                    conn.reused = True
+                    return conn
+                conn.close()
+        return await self.connect(host, port, key, connect_timeout)
+
+    async def connect(self, host: str, port: int, key: str, connect_timeout: float | None) -> UpstreamConnection:
+        started = time.monotonic()
+        timeout = connect_timeout or self._config.connect_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                _, conn = await self._loop.create_connection(lambda: UpstreamConnection(self, key), host, port)
+        except TimeoutError as exc:
+            raise errors.UpstreamUnavailable(f"connect to {key} timed out after {timeout:g}s") from exc
+        except OSError as exc:
+            raise errors.UpstreamUnavailable(f"connect to {key} failed: {exc.strerror or exc}") from exc
+        self._connect_duration.observe((), time.monotonic() - started)
+        return conn
+
+    def put(self, conn: UpstreamConnection) -> None:
+        idle = self._idle.setdefault(conn.key, collections.deque())
+        if len(idle) >= self._config.pool_max_idle:
+            conn.close()
+            return
+        conn.idle_since = self._loop.time()
+        idle.append(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        idle = self._idle.get(conn.key)
+        if idle:
+            try:
+                idle.remove(conn)
+            except ValueError:
+                pass
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
+
+    @property
+    def idle_count(self) -> int:
+        return sum(len(v) for v in self._idle.values())

@@ -1,0 +1,432 @@
+"""The request path: listener -> route -> policies -> backend, for one exchange.
+
+`Proxy.handle` is the handler the HTTP/1.1 server calls per request. It reads the current
+`tables.Tables` once (a reload mid-request does not affect it), selects listener and route
+(`routing`), applies the route's policies in agentgateway's order (CORS, redirect, direct
+response, header modifiers, URL rewrite, mirror), forwards to a weighted backend with
+timeouts and retries (`backends.http`), streams the response back, then records metrics and
+one access-log line. Errors raised anywhere are `errors.ProxyError`s; the server turns them
+into responses through `errors.response_for`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+from dataplane import errors, routing, tables
+from dataplane.backends import http as upstream
+from dataplane.config import store as config_store
+from dataplane.policies import filters
+from dataplane.server import http1, streams
+from dataplane.telemetry import accesslog, metrics
+
+log = logging.getLogger(__name__)
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"expect",
+        b"content-length",
+    }
+)
+"""Request headers never copied as-is to the upstream (we frame the body ourselves)."""
+
+RESPONSE_HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade", b"content-length"}
+)
+
+
+class _Attempt:
+    """Bookkeeping for one request as it moves through the pipeline (for logs and metrics)."""
+
+    __slots__ = ("backend", "error", "listener", "route", "upstream_addr")
+
+    def __init__(self) -> None:
+        self.listener = ""
+        self.route = ""
+        self.backend = ""
+        self.upstream_addr = ""
+        self.error = ""
+
+
+class Proxy:
+    def __init__(
+        self,
+        store: config_store.Store,
+        pool: upstream.Pool,
+        stats: metrics.Registry,
+        access_log: accesslog.AccessLog,
+        max_buffer_size: int,
+        gateway: str,
+    ) -> None:
+        self._store = store
+        self._pool = pool
+        self._stats = stats
+        self._log = access_log
+        self._max_buffer = max_buffer_size
+        self._gateway = gateway
+        self._mirrors: set[asyncio.Task[None]] = set()
+
+    # entry point ----------------------------------------------------------------------------
+    async def handle(self, ex: http1.Exchange) -> None:
+        info = _Attempt()
+        try:
+            await self._serve(ex, info)
+        except errors.ProxyError as exc:
+            info.error = f"{exc.reason}: {exc}"
+            if not ex.head_sent:
+                status, headers, body = errors.response_for(exc)
+                ex.respond(status, headers, body)
+            else:
+                ex.abort()
+        finally:
+            self._record(ex, info)
+
+    def _record(self, ex: http1.Exchange, info: _Attempt) -> None:
+        elapsed = time.monotonic() - ex.started
+        status = ex.status or 499
+        gateway = self._gateway
+        self._stats.requests.inc((gateway, info.listener, info.route, info.backend, ex.method, str(status)))
+        self._stats.request_duration.observe((gateway, info.listener, info.route, info.backend), elapsed)
+        if self._log.enabled:
+            self._log.record(
+                {
+                    "method": ex.method,
+                    "host": ex.header("host"),
+                    "path": ex.path,
+                    "status": status,
+                    "route": info.route or None,
+                    "backend": info.backend or None,
+                    "upstream": info.upstream_addr or None,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "bytes_in": ex.bytes_in,
+                    "bytes_out": ex.bytes_out,
+                    "error": info.error or None,
+                }
+            )
+
+    # pipeline -------------------------------------------------------------------------------
+    async def _serve(self, ex: http1.Exchange, info: _Attempt) -> None:
+        snapshot = self._store.tables
+        bind = snapshot.binds.get(ex.port)
+        authority = ex.header("host") or ""
+        host = routing.split_host(authority)
+        listener = bind.listeners.first(host) if bind is not None else None
+        if listener is None:
+            raise errors.NoRoute(f"no listener for host {host!r}")
+        info.listener = listener.name
+        path = routing.normalize_path(ex.path)
+        match = listener.routes.lookup(host, ex.method, path, ex.query, ex.header)
+        if match is None:
+            raise errors.NoRoute(f"no route for {ex.method} {path}")
+        route = match.route
+        info.route = route.name
+        policy = route.policy
+
+        extra_response: list[tuple[bytes, bytes]] = []
+        if policy.cors is not None:
+            origin = ex.header("origin")
+            if origin is not None and policy.cors.allows(origin):
+                if ex.method == "OPTIONS" and ex.header("access-control-request-method") is not None:
+                    ex.respond(200, filters.cors_preflight_headers(policy.cors, origin))
+                    return
+                extra_response = filters.cors_response_headers(policy.cors, origin)
+
+        if policy.redirect is not None:
+            self._redirect(ex, policy.redirect, authority, path, match)
+            return
+        if policy.direct_status is not None:
+            ex.respond(policy.direct_status, [(b"content-type", b"text/plain")], policy.direct_body)
+            return
+
+        target = route.pick()
+        if target is None:
+            raise errors.ProxyError("the route has no backend with a non-zero weight")
+        info.backend = target.name
+        if target.redirect is not None:
+            self._redirect(ex, target.redirect, authority, path, match)
+            return
+
+        headers = ex.headers
+        if policy.request_headers is not None:
+            headers = policy.request_headers.apply(headers)
+        if target.request_headers is not None:
+            headers = target.request_headers.apply(headers)
+        up_path = path
+        if policy.rewrite is not None:
+            up_path = filters.new_path(policy.rewrite.path, path, match.path_kind, match.path)
+            new_authority = filters.rewrite_authority(policy.rewrite.authority, authority, target)
+            if new_authority != authority:
+                headers = [h for h in headers if h[0] != b"host"]
+                headers.append((b"host", new_authority.encode()))
+        target_uri = (up_path + ("?" + ex.query if ex.query else "")).encode("latin-1")
+
+        await self._forward(ex, info, route, target, headers, target_uri, extra_response)
+
+    def _redirect(
+        self, ex: http1.Exchange, r: tables.Redirect, authority: str, path: str, match: routing.Match
+    ) -> None:
+        location = filters.redirect_location(r, "http", authority, path, ex.query, match.path_kind, match.path)
+        ex.respond(r.status, [(b"location", location.encode())])
+
+    # forwarding -----------------------------------------------------------------------------
+    async def _forward(
+        self,
+        ex: http1.Exchange,
+        info: _Attempt,
+        route: tables.Route,
+        target: tables.Target,
+        headers: list[tuple[bytes, bytes]],
+        target_uri: bytes,
+        extra_response: list[tuple[bytes, bytes]],
+    ) -> None:
+        policy = route.policy
+        retry = policy.retry
+        # body_bytes is the whole body when known (replayable); None means stream it.
+        body_bytes: bytes | None = b"" if ex.body is streams.EMPTY else None
+        prefix = b""
+        if ex.body is not streams.EMPTY and (retry is not None or policy.mirrors):
+            ex.send_continue()
+            prefix, whole = await ex.body.read_upto(self._max_buffer)
+            if whole:
+                body_bytes, prefix = prefix, b""
+            else:
+                retry = None  # too big to replay: stream it, one attempt
+        head = self._request_head(ex, headers, target_uri, body_bytes, target)
+
+        for mirror in policy.mirrors:
+            if body_bytes is not None and random.random() < mirror.percentage:
+                self._mirror(mirror.target, head, body_bytes)
+
+        timeouts = policy.timeouts
+        deadline = asyncio.get_running_loop().time() + timeouts.request if timeouts.request else None
+        attempts = retry.attempts if retry is not None else 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                async with asyncio.timeout_at(deadline):
+                    resp = await self._attempt(ex, target, head, body_bytes, prefix, timeouts.backend, info)
+                    if not last and retry is not None and resp.status in retry.codes:
+                        resp.discard()
+                        await self._backoff(retry, attempt, info, route, target)
+                        continue
+                    await self._relay(ex, route, target, resp, extra_response)
+                    return
+            except TimeoutError as exc:
+                raise errors.UpstreamTimeout(f"request timeout ({timeouts.request:g}s) exceeded") from exc
+            except errors.UpstreamError as exc:
+                if last or retry is None or ex.head_sent:
+                    raise
+                info.error = f"{exc.reason}: {exc}"
+                await self._backoff(retry, attempt, info, route, target)
+        raise errors.UpstreamError("no attempt succeeded")  # pragma: no cover - loop always returns
+
+    async def _backoff(
+        self, retry: tables.Retry, attempt: int, info: _Attempt, route: tables.Route, target: tables.Target
+    ) -> None:
+        self._stats.retries.inc((route.name, target.name))
+        if retry.backoff:
+            await asyncio.sleep(retry.backoff * (2**attempt) * (0.5 + random.random() / 2))
+
+    def _request_head(
+        self,
+        ex: http1.Exchange,
+        headers: list[tuple[bytes, bytes]],
+        target_uri: bytes,
+        body: bytes | None,
+        target: tables.Target,
+    ) -> bytes:
+        lines = [ex.method.encode(), b" ", target_uri, b" HTTP/1.1\r\n"]
+        connection_tokens: set[bytes] = set()
+        forwarded_for = ex.client_addr.encode()
+        has_host = False
+        for name, value in headers:
+            if name == b"connection":
+                connection_tokens.update(t.strip().lower() for t in value.split(b","))
+        for name, value in headers:
+            if name in HOP_BY_HOP or name in connection_tokens:
+                continue
+            if name == b"x-forwarded-for":
+                forwarded_for = value + b", " + forwarded_for
+                continue
+            if name == b"x-forwarded-proto":
+                continue
+            if name == b"host":
+                has_host = True
+            lines += (name, b": ", value, b"\r\n")
+        if not has_host:  # HTTP/1.0 clients may omit Host; HTTP/1.1 upstreams require it
+            lines += (b"host: ", target.address.encode(), b"\r\n")
+        lines += (b"x-forwarded-for: ", forwarded_for, b"\r\nx-forwarded-proto: http\r\n")
+        if ex.upgrade:
+            upgrade = ex.header("upgrade") or ""
+            lines += (b"connection: upgrade\r\nupgrade: ", upgrade.encode("latin-1"), b"\r\n")
+        if body is not None:
+            if body or ex.method in ("POST", "PUT", "PATCH"):
+                lines += (b"content-length: ", b"%d" % len(body), b"\r\n")
+        else:
+            length = ex.header("content-length")
+            if length is not None:
+                lines += (b"content-length: ", length.encode(), b"\r\n")
+            else:
+                lines.append(b"transfer-encoding: chunked\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    async def _attempt(
+        self,
+        ex: http1.Exchange,
+        target: tables.Target,
+        head: bytes,
+        body: bytes | None,
+        prefix: bytes,
+        backend_timeout: float | None,
+        info: _Attempt,
+    ) -> upstream.UpstreamResponse:
+        """Send the request once (plus one silent retry on a stale pooled connection)."""
+        timeout = backend_timeout or target.request_timeout
+        info.upstream_addr = target.address
+        for fresh in (False, True):
+            conn = (
+                await self._pool.acquire(target.host, target.port, target.connect_timeout)
+                if not fresh
+                else await self._pool.connect(target.host, target.port, target.address, target.connect_timeout)
+            )
+            resp = upstream.UpstreamResponse(conn, head_only=ex.method == "HEAD")
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(timeout):
+                    conn.write(head)
+                    if body is None:
+                        await self._stream_body(ex, conn, prefix)
+                    elif body:
+                        conn.write(body)
+                    await resp.head_waiter
+            except TimeoutError as exc:
+                resp.discard()
+                raise errors.UpstreamTimeout(f"backend request timeout ({timeout:g}s) exceeded") from exc
+            except errors.UpstreamError:
+                resp.discard()
+                if conn.reused and not fresh and body is not None and not resp.head_received:
+                    continue  # the idle connection was closed under us: replay on a new one
+                raise
+            except BaseException:
+                resp.discard()
+                raise
+            self._stats.upstream_call_duration.observe((target.name, "primary"), time.monotonic() - started)
+            return resp
+        raise errors.UpstreamError("upstream closed the connection")  # pragma: no cover
+
+    async def _stream_body(self, ex: http1.Exchange, conn: upstream.UpstreamConnection, prefix: bytes) -> None:
+        """Copy a request body of unknown size or too big to buffer, with backpressure."""
+        ex.send_continue()
+        chunked = ex.header("content-length") is None
+        body = ex.body
+        chunk = prefix
+        while True:
+            if not chunk:
+                chunk = await body.read()
+                if not chunk:
+                    break
+            conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+            chunk = b""
+            await conn.drain()
+        if chunked:
+            conn.write(b"0\r\n\r\n")
+
+    async def _relay(
+        self,
+        ex: http1.Exchange,
+        route: tables.Route,
+        target: tables.Target,
+        resp: upstream.UpstreamResponse,
+        extra: list[tuple[bytes, bytes]],
+    ) -> None:
+        """Send the upstream response to the client: head with policies applied, then body."""
+        headers = [h for h in resp.headers if h[0] not in RESPONSE_HOP_BY_HOP]
+        policy = route.policy
+        if policy.response_headers is not None:
+            headers = policy.response_headers.apply(headers)
+        if target.response_headers is not None:
+            headers = target.response_headers.apply(headers)
+        if extra:
+            headers.extend(extra)
+        if resp.status == 101 and ex.upgrade:
+            await self._tunnel(ex, resp, headers)
+            return
+        ex.start(resp.status, headers, resp.content_length())
+        body = resp.body
+        conn = ex.conn
+        try:
+            while True:
+                chunk = await body.read()
+                if not chunk:
+                    break
+                ex.write(chunk)
+                if conn.write_paused:
+                    await conn.drain()
+        except BaseException:
+            resp.discard()
+            raise
+        ex.end()
+
+    async def _tunnel(self, ex: http1.Exchange, resp: upstream.UpstreamResponse, headers: list[tuple[bytes, bytes]]) -> None:
+        """WebSocket and other upgrades: after 101, copy bytes both ways until one side closes."""
+        conn = resp.conn
+        down = ex.conn
+        from_upstream = conn.take_tunnel()
+        ex.start(101, [*headers, (b"upgrade", (dict(resp.headers).get(b"upgrade") or b""))], None)
+        done = asyncio.get_running_loop().create_future()
+
+        def client_closed() -> None:
+            conn.close()
+            if not done.done():
+                done.set_result(None)
+
+        if ex.tunnel_prefix:
+            conn.write(ex.tunnel_prefix)
+        down.start_tunnel(conn.write, client_closed)
+        try:
+            while True:
+                chunk = await from_upstream.read()
+                if not chunk:
+                    break
+                down.write(chunk)
+                if down.write_paused:
+                    await down.drain()
+        finally:
+            down.close()
+            conn.close()
+        ex.end()
+
+    # mirrors --------------------------------------------------------------------------------
+    def _mirror(self, target: tables.Target, head: bytes, body: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._send_mirror(target, head, body))
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
+
+    async def _send_mirror(self, target: tables.Target, head: bytes, body: bytes) -> None:
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(target.request_timeout or 30.0):
+                conn = await self._pool.acquire(target.host, target.port, target.connect_timeout)
+                resp = upstream.UpstreamResponse(conn, head_only=head.startswith(b"HEAD "))
+                conn.write(head)
+                if body:
+                    conn.write(body)
+                await resp.head_waiter
+                while await resp.body.read():
+                    pass
+        except (errors.ProxyError, TimeoutError, OSError) as exc:
+            log.debug("mirror to %s failed: %s", target.address, exc)
+            return
+        self._stats.upstream_call_duration.observe((target.name, "mirror"), time.monotonic() - started)

@@ -1,0 +1,56 @@
+"""One serving process: tables, listeners, upstream pool, metrics and access log wired together.
+
+A `Worker` receives resource snapshots through `apply` (from the file watcher in the same
+process, from the supervisor over a pipe, or later from the xDS client), compiles them off the
+request path, swaps the tables and opens or closes bind sockets to match. `drain` implements
+graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from api.proto.agentgw.v1 import resource_pb2 as pb
+from dataplane import proxy, settings
+from dataplane.backends import http as upstream
+from dataplane.config import compile as compiler
+from dataplane.config import store as config_store
+from dataplane.server import listener
+from dataplane.telemetry import accesslog, metrics
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, config: settings.Settings, access_log_fd: int | None = 1, host: str = "0.0.0.0") -> None:
+        self.settings = config
+        self.store = config_store.Store()
+        self.stats = metrics.Registry()
+        self.access_log = accesslog.AccessLog(access_log_fd)
+        self.pool = upstream.Pool(config.upstream, self.stats)
+        self.proxy = proxy.Proxy(
+            self.store, self.pool, self.stats, self.access_log, config.limits.max_buffer_size, config.gateway
+        )
+        self.listeners = listener.Listeners(self.proxy.handle, config.limits, self.stats, host)
+
+    async def apply(self, resources: list[pb.Resource]) -> dict[str, str]:
+        """Compile and install; return problems (key -> reason). Nothing changes if any exist."""
+        compiled = compiler.compile_resources(resources)
+        if compiled.problems:
+            return compiled.problems
+        await self.install(compiled, resources)
+        return {}
+
+    async def install(self, compiled: compiler.Compiled, resources: list[pb.Resource]) -> None:
+        self.store.install(compiled.tables, resources)
+        try:
+            await self.listeners.sync(set(compiled.tables.binds))
+        except listener.BindError as exc:
+            log.error("could not open every bind: %s", exc)
+
+    async def drain(self, deadline: float) -> None:
+        await self.listeners.drain(deadline)
+        self.pool.close()
+        self.access_log.flush()
+        await asyncio.sleep(0)

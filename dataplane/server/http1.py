@@ -1,0 +1,533 @@
+"""The downstream HTTP/1.1 server: a uvloop protocol on httptools' llhttp parser.
+
+aiohttp's full server measured 0.18x nginx on this machine, a bare protocol with a C parser
+1.48x (docs/benchmarks.md), so the request path uses this thin layer and aiohttp serves only
+the admin endpoints.
+
+In: bytes from a client socket. Out: one `Exchange` per request, handed to the handler
+coroutine (`proxy.Proxy.handle`) in its own task. The handler answers through the exchange
+(`respond`, or `start` + `write` + `end`); the connection takes care of framing (Content-Length,
+chunked, close-delimited), keep-alive, pipelining (requests are answered in order), upgrades
+(the connection becomes a byte tunnel) and backpressure in both directions.
+
+Protection (settings.Limits): header block size and count (431), header read timeout (408),
+idle timeout, conflicting Content-Length / Transfer-Encoding and other parser errors (400 and
+close). A request whose body the handler did not read is answered, then the connection closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import http
+import logging
+import socket
+import time
+import typing
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import httptools
+
+from dataplane import errors, settings
+from dataplane.server import streams
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["Exchange"], Coroutine[Any, Any, None]]
+
+REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
+_CHUNK_END = b"0\r\n\r\n"
+
+IDLE, READING_HEAD, ACTIVE, CLOSED = 0, 1, 2, 3
+
+
+def status_line(status: int, version: bytes = b"1.1") -> bytes:
+    return b"HTTP/%s %d %s\r\n" % (version, status, REASONS.get(status, b"Unknown"))
+
+
+def encode_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join([name + b": " + value + b"\r\n" for name, value in headers])
+
+
+class Exchange:
+    """One request and its response on a downstream connection."""
+
+    __slots__ = (
+        "_chunked",
+        "_ended",
+        "bytes_out",
+        "body",
+        "client_addr",
+        "conn",
+        "expect_continue",
+        "head_sent",
+        "headers",
+        "keep_alive",
+        "method",
+        "path",
+        "port",
+        "query",
+        "raw_target",
+        "started",
+        "status",
+        "tunnel_prefix",
+        "upgrade",
+        "version",
+    )
+
+    def __init__(self, conn: HTTP1Connection) -> None:
+        self.conn = conn
+        self.started = time.monotonic()
+        self.method = ""
+        self.raw_target = b""
+        self.path = "/"
+        self.query = ""
+        self.version = b"1.1"
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.keep_alive = True
+        self.upgrade = False
+        self.expect_continue = False
+        self.body: streams.ByteStream = streams.EMPTY
+        self.client_addr = conn.client_addr
+        self.port = conn.port
+        self.status = 0
+        self.head_sent = False
+        self.bytes_out = 0
+        self.tunnel_prefix = b""
+        self._chunked = False
+        self._ended = False
+
+    # request accessors ----------------------------------------------------------------------
+    def header(self, name: str) -> str | None:
+        """A request header by lower-case name; repeated headers are joined with ","."""
+        key = name.encode()
+        found = [v for k, v in self.headers if k == key]
+        if not found:
+            return None
+        return (found[0] if len(found) == 1 else b",".join(found)).decode("latin-1")
+
+    @property
+    def bytes_in(self) -> int:
+        return self.body.received
+
+    # responding -----------------------------------------------------------------------------
+    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
+        """Send a complete response with a known body."""
+        if self.method == "HEAD" or status in (204, 304) or status < 200:
+            payload = b""
+        else:
+            payload = body
+            headers = [*headers, (b"content-length", b"%d" % len(body))]
+        self._send_head(status, headers)
+        if payload:
+            self.conn.write(payload)
+            self.bytes_out += len(payload)
+        self._ended = True
+        self.conn.exchange_done(self)
+
+    def start(self, status: int, headers: list[tuple[bytes, bytes]], content_length: int | None) -> None:
+        """Send the head of a streamed response; `content_length` None means unknown length."""
+        if self.method == "HEAD" or status in (204, 304) or (status < 200 and status != 101):
+            if content_length is not None and self.method == "HEAD":
+                headers = [*headers, (b"content-length", b"%d" % content_length)]
+            self._send_head(status, headers)
+            return
+        if content_length is not None:
+            headers = [*headers, (b"content-length", b"%d" % content_length)]
+        elif status != 101:
+            if self.version == b"1.1":
+                self._chunked = True
+                headers = [*headers, (b"transfer-encoding", b"chunked")]
+            else:
+                self.keep_alive = False
+        self._send_head(status, headers)
+
+    def _send_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status = status
+        self.head_sent = True
+        if status == 101:
+            conn_header = b"upgrade"
+        else:
+            self.keep_alive = self.keep_alive and self.conn.can_keep_alive(self)
+            conn_header = b"keep-alive" if self.keep_alive else b"close"
+        self.conn.write(status_line(status) + encode_headers(headers) + b"connection: " + conn_header + b"\r\n\r\n")
+
+    def write(self, data: bytes) -> None:
+        if not data or self.method == "HEAD":
+            return
+        self.bytes_out += len(data)
+        if self._chunked:
+            self.conn.write(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            self.conn.write(data)
+
+    async def drain(self) -> None:
+        await self.conn.drain()
+
+    def end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        if self._chunked:
+            self.conn.write(_CHUNK_END)
+        self.conn.exchange_done(self)
+
+    def abort(self) -> None:
+        """The response cannot be completed: drop the connection so the client sees it."""
+        self._ended = True
+        self.keep_alive = False
+        self.conn.abort()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def send_continue(self) -> None:
+        if self.expect_continue:
+            self.expect_continue = False
+            self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+
+class HTTP1Connection(asyncio.Protocol):
+    """One client connection. Parser callbacks fill an Exchange; the handler runs per request."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        limits: settings.Limits,
+        port: int,
+        registry: set[HTTP1Connection],
+    ) -> None:
+        self._handler = handler
+        self._limits = limits
+        self.port = port
+        self._registry = registry
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self.client_addr = ""
+        self._state = IDLE
+        self.deadline = 0.0
+        self._parsing: Exchange | None = None
+        self._current: Exchange | None = None
+        self._queue: collections.deque[Exchange] = collections.deque()
+        self._url_parts: list[bytes] = []
+        self._head_bytes = 0
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._closing = False
+        self._upgraded = False
+        self._tunnel: Callable[[bytes], None] | None = None
+        self._tunnel_closed: Callable[[], None] | None = None
+        self._resume_callbacks: list[Callable[[], None]] = []
+
+    # asyncio.Protocol -----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = typing.cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        peer = transport.get_extra_info("peername")
+        self.client_addr = peer[0] if isinstance(peer, tuple) else ""
+        self._registry.add(self)
+        self._set_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._state = CLOSED
+        self._registry.discard(self)
+        gone = errors.ClientGone("client closed the connection")
+        for ex in (self._parsing, self._current, *self._queue):
+            if ex is not None and not ex.body.complete:
+                ex.body.set_exception(gone)
+        for w in self._drain_waiters:
+            if not w.done():
+                w.set_exception(gone)
+        self._drain_waiters.clear()
+        if self._tunnel_closed is not None:
+            cb, self._tunnel_closed = self._tunnel_closed, None
+            cb()
+
+    def data_received(self, data: bytes) -> None:
+        if self._tunnel is not None:
+            self._tunnel(data)
+            return
+        if self._upgraded:
+            # Upgrade requested, upstream not answered yet: hold the early tunnel bytes.
+            if self._current is not None:
+                self._current.tunnel_prefix += data
+            return
+        if self._state == IDLE:
+            self._state = READING_HEAD
+            self.deadline = self._loop.time() + self._limits.header_read_timeout
+            self._head_bytes = 0
+        if self._state == READING_HEAD:
+            self._head_bytes += len(data)
+            if self._head_bytes > self._limits.max_header_bytes + 4096:
+                self._reject(errors.HeadersTooLarge("request head exceeds %d bytes" % self._limits.max_header_bytes))
+                return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            offset = exc.args[0] if exc.args else len(data)
+            self._upgraded = True
+            target = self._current or self._parsing
+            if target is not None:
+                target.tunnel_prefix += data[offset:]
+        except httptools.HttpParserError as exc:
+            if self._state != CLOSED:
+                self._reject(errors.BadRequest(f"malformed request: {exc}"))
+        except errors.ProxyError as exc:
+            self._reject(exc)
+
+    def eof_received(self) -> bool | None:
+        if self._current is None and not self._queue:
+            return False  # close now
+        return True  # half-close: finish the response in flight, then close
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+        callbacks, self._resume_callbacks = self._resume_callbacks, []
+        for cb in callbacks:
+            cb()
+
+    # parser callbacks -----------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self._state == IDLE:
+            self._state = READING_HEAD
+            self.deadline = self._loop.time() + self._limits.header_read_timeout
+        self._parsing = Exchange(self)
+        self._url_parts = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url_parts.append(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        ex = self._parsing
+        assert ex is not None
+        ex.headers.append((name.lower(), value))
+        if len(ex.headers) > self._limits.max_header_count:
+            raise errors.HeadersTooLarge(f"more than {self._limits.max_header_count} request headers")
+
+    def on_headers_complete(self) -> None:
+        ex = self._parsing
+        assert ex is not None
+        parser = self._parser
+        ex.method = parser.get_method().decode("ascii")
+        ex.version = parser.get_http_version().encode()
+        ex.keep_alive = parser.should_keep_alive()
+        ex.upgrade = parser.should_upgrade()
+        target = b"".join(self._url_parts)
+        ex.raw_target = target
+        path, sep, query = target.partition(b"?")
+        if not path.startswith(b"/"):
+            if path == b"*" or ex.method == "CONNECT":
+                raise errors.BadRequest(f"{ex.method} {path.decode('latin-1')} is not supported")
+            path = _origin_form(path)
+        ex.path = path.decode("latin-1")
+        ex.query = query.decode("latin-1") if sep else ""
+        self._check_framing(ex)
+        if self._has_body(ex):
+            ex.body = streams.ByteStream(self, self._limits.body_buffer_high_water)
+            ex.expect_continue = ex.version == b"1.1" and any(
+                k == b"expect" and v.lower() == b"100-continue" for k, v in ex.headers
+            )
+        self._state = ACTIVE
+        self._head_bytes = 0
+        if self._current is None:
+            self._dispatch(ex)
+        else:
+            self._queue.append(ex)
+            if self._transport is not None and len(self._queue) > 4:
+                self._transport.pause_reading()
+
+    def on_body(self, body: bytes) -> None:
+        ex = self._parsing
+        if ex is not None:
+            ex.body.feed(body)
+
+    def on_message_complete(self) -> None:
+        ex = self._parsing
+        if ex is not None:
+            ex.body.feed_eof()
+        self._parsing = None
+
+    # framing checks -------------------------------------------------------------------------
+    @staticmethod
+    def _check_framing(ex: Exchange) -> None:
+        """Reject the request-smuggling shapes llhttp lets through."""
+        lengths = [v for k, v in ex.headers if k == b"content-length"]
+        encodings = [v for k, v in ex.headers if k == b"transfer-encoding"]
+        if len(set(lengths)) > 1:
+            raise errors.BadRequest("conflicting Content-Length headers")
+        if lengths and encodings:
+            raise errors.BadRequest("both Content-Length and Transfer-Encoding")
+        if encodings:
+            codings = [c.strip().lower() for v in encodings for c in v.split(b",")]
+            if codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+                raise errors.BadRequest("unsupported Transfer-Encoding")
+
+    @staticmethod
+    def _has_body(ex: Exchange) -> bool:
+        for k, v in ex.headers:
+            if k == b"transfer-encoding":
+                return True
+            if k == b"content-length":
+                return v.strip() not in (b"0", b"")
+        return False
+
+    # request lifecycle ----------------------------------------------------------------------
+    def _dispatch(self, ex: Exchange) -> None:
+        self._current = ex
+        self._loop.create_task(self._run(ex))
+
+    async def _run(self, ex: Exchange) -> None:
+        try:
+            await self._handler(ex)
+        except errors.ProxyError as exc:
+            self._fail(ex, exc)
+        except Exception:
+            log.exception("unhandled error serving %s %s", ex.method, ex.path)
+            self._fail(ex, errors.ProxyError("internal error"))
+        if not ex.ended and self._state != CLOSED:
+            self._fail(ex, errors.ProxyError("handler returned without a response"))
+
+    def _fail(self, ex: Exchange, exc: errors.ProxyError) -> None:
+        if ex.ended or self._state == CLOSED:
+            return
+        if ex.head_sent:
+            ex.abort()
+            return
+        status, headers, body = errors.response_for(exc)
+        ex.keep_alive = False
+        ex.respond(status, headers, body)
+
+    def can_keep_alive(self, ex: Exchange) -> bool:
+        """Decided when the response head goes out: unread request bodies and drains close."""
+        return not self._closing and not self._upgraded and ex.body.complete
+
+    def exchange_done(self, ex: Exchange) -> None:
+        if ex is not self._current:
+            return
+        self._current = None
+        if self._transport is None or self._state == CLOSED:
+            return
+        if not ex.keep_alive or ex.status == 101:
+            if ex.status != 101:
+                self.close()
+            return
+        if self._queue:
+            nxt = self._queue.popleft()
+            self._transport.resume_reading()
+            self._dispatch(nxt)
+        elif self._parsing is not None:
+            self._state = READING_HEAD
+        else:
+            self._set_idle()
+
+    def _set_idle(self) -> None:
+        self._state = IDLE
+        self.deadline = self._loop.time() + self._limits.idle_timeout
+
+    def _reject(self, exc: errors.ProxyError) -> None:
+        """Answer a request the parser refused, then close: the stream position is unknown."""
+        if self._transport is None or self._state == CLOSED:
+            return
+        if self._current is None or not self._current.head_sent:
+            status, headers, body = errors.response_for(exc)
+            self.write(
+                status_line(status)
+                + encode_headers(headers)
+                + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+                + body
+            )
+        self.close()
+
+    # used by Exchange and the proxy ---------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self._transport is not None and self._state != CLOSED:
+            self._transport.write(data)
+
+    @property
+    def write_paused(self) -> bool:
+        return self._write_paused
+
+    async def drain(self) -> None:
+        if self._state == CLOSED:
+            raise errors.ClientGone("client closed the connection")
+        if self._write_paused:
+            w = self._loop.create_future()
+            self._drain_waiters.append(w)
+            await w
+
+    def on_resume(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the client's socket accepts writes again."""
+        if self._write_paused:
+            self._resume_callbacks.append(callback)
+        else:
+            callback()
+
+    def pause_reading(self) -> None:
+        if self._transport is not None and self._state != CLOSED:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._transport is not None and self._state != CLOSED:
+            self._transport.resume_reading()
+
+    def start_tunnel(self, forward: Callable[[bytes], None], closed: Callable[[], None]) -> None:
+        """After a 101: every byte from the client goes to `forward`; `closed` runs at EOF."""
+        self._tunnel = forward
+        self._tunnel_closed = closed
+        self._state = ACTIVE
+        self.deadline = 0.0
+        if self._transport is not None:
+            self._transport.resume_reading()
+
+    def close(self) -> None:
+        if self._transport is not None and self._state != CLOSED:
+            self._state = CLOSED
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._state = CLOSED
+            self._transport.abort()
+
+    # drain and timeouts ---------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self._current is not None or self._state == READING_HEAD
+
+    def begin_drain(self) -> None:
+        """Stop keep-alive: idle connections close now, busy ones after their response."""
+        self._closing = True
+        if not self.busy:
+            self.close()
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the server's sweeper about once a second."""
+        if self.deadline and now > self.deadline and self._state in (IDLE, READING_HEAD):
+            if self._state == READING_HEAD and self._current is None:
+                self._reject(errors.RequestTimeout("request head not received in time"))
+            else:
+                self.close()
+
+
+def _origin_form(target: bytes) -> bytes:
+    """Absolute-form targets ("http://host/path") are reduced to their path."""
+    scheme_end = target.find(b"://")
+    if scheme_end < 0:
+        raise errors.BadRequest("request target must start with '/'")
+    slash = target.find(b"/", scheme_end + 3)
+    return target[slash:] if slash >= 0 else b"/"
