@@ -47,6 +47,7 @@ async def _serve_single(path: str, cfg: local.LocalConfig) -> int:
     ready = {"stopping": False}
     source = watch.FileSource(path, worker.apply, worker.store, worker.stats, cfg.settings)
     await source.load_initial(cfg)
+    runtime.tune_gc()
 
     async def metrics_text() -> str:
         return worker.stats.render()

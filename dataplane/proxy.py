@@ -214,14 +214,21 @@ class Proxy:
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                async with asyncio.timeout_at(deadline):
+                if deadline is None:
                     resp = await self._attempt(ex, target, head, body_bytes, prefix, timeouts.backend, info)
-                    if not last and retry is not None and resp.status in retry.codes:
-                        resp.discard()
-                        await self._backoff(retry, attempt, info, route, target)
-                        continue
-                    await self._relay(ex, route, target, resp, extra_response)
-                    return
+                    if last or retry is None or resp.status not in retry.codes:
+                        await self._relay(ex, route, target, resp, extra_response)
+                        return
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        resp = await self._attempt(ex, target, head, body_bytes, prefix, timeouts.backend, info)
+                        if last or retry is None or resp.status not in retry.codes:
+                            await self._relay(ex, route, target, resp, extra_response)
+                            return
+                resp.discard()
+                assert retry is not None
+                await self._backoff(retry, attempt, info, route, target)
+                continue
             except TimeoutError as exc:
                 raise errors.UpstreamTimeout(f"request timeout ({timeouts.request:g}s) exceeded") from exc
             except errors.UpstreamError as exc:
@@ -304,13 +311,11 @@ class Proxy:
             resp = upstream.UpstreamResponse(conn, head_only=ex.method == "HEAD")
             started = time.monotonic()
             try:
-                async with asyncio.timeout(timeout):
-                    conn.write(head)
-                    if body is None:
-                        await self._stream_body(ex, conn, prefix)
-                    elif body:
-                        conn.write(body)
-                    await resp.head_waiter
+                if timeout is None:
+                    await self._send(ex, conn, resp, head, body, prefix)
+                else:
+                    async with asyncio.timeout(timeout):
+                        await self._send(ex, conn, resp, head, body, prefix)
             except TimeoutError as exc:
                 resp.discard()
                 raise errors.UpstreamTimeout(f"backend request timeout ({timeout:g}s) exceeded") from exc
@@ -325,6 +330,22 @@ class Proxy:
             self._stats.upstream_call_duration.observe((target.name, "primary"), time.monotonic() - started)
             return resp
         raise errors.UpstreamError("upstream closed the connection")  # pragma: no cover
+
+    async def _send(
+        self,
+        ex: http1.Exchange,
+        conn: upstream.UpstreamConnection,
+        resp: upstream.UpstreamResponse,
+        head: bytes,
+        body: bytes | None,
+        prefix: bytes,
+    ) -> None:
+        if body is None:
+            conn.write(head)
+            await self._stream_body(ex, conn, prefix)
+        else:
+            conn.write(head + body if body else head)
+        await resp.head_waiter
 
     async def _stream_body(self, ex: http1.Exchange, conn: upstream.UpstreamConnection, prefix: bytes) -> None:
         """Copy a request body of unknown size or too big to buffer, with backpressure."""
@@ -368,6 +389,8 @@ class Proxy:
         conn = ex.conn
         try:
             while True:
+                if not body.ready:
+                    ex.flush()  # streaming: the client gets the head before the body trickles in
                 chunk = await body.read()
                 if not chunk:
                     break

@@ -199,6 +199,7 @@ async def run_worker(fd: int, cfg: local.LocalConfig) -> int:
                 await send_frame(writer, b"m", orjson.dumps(worker.stats.snapshot(include_config=False)))
 
     control = loop.create_task(serve_control())
+    runtime.tune_gc()
     await stop.wait()
     control.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -56,6 +56,7 @@ class Exchange:
     __slots__ = (
         "_chunked",
         "_ended",
+        "_pending_head",
         "bytes_out",
         "body",
         "client_addr",
@@ -97,6 +98,7 @@ class Exchange:
         self.tunnel_prefix = b""
         self._chunked = False
         self._ended = False
+        self._pending_head = b""
 
     # request accessors ----------------------------------------------------------------------
     def header(self, name: str) -> str | None:
@@ -119,15 +121,17 @@ class Exchange:
         else:
             payload = body
             headers = [*headers, (b"content-length", b"%d" % len(body))]
-        self._send_head(status, headers)
-        if payload:
-            self.conn.write(payload)
-            self.bytes_out += len(payload)
+        self.conn.write(self._head(status, headers) + payload)
+        self.bytes_out += len(payload)
         self._ended = True
         self.conn.exchange_done(self)
 
     def start(self, status: int, headers: list[tuple[bytes, bytes]], content_length: int | None) -> None:
-        """Send the head of a streamed response; `content_length` None means unknown length."""
+        """Prepare the head of a streamed response; `content_length` None means unknown length.
+
+        The head is held until the first `write`, `end` or `flush`, so a response whose body
+        is already here leaves in one socket write (half the syscalls of head-then-body).
+        """
         if self.method == "HEAD" or status in (204, 304) or (status < 200 and status != 101):
             if content_length is not None and self.method == "HEAD":
                 headers = [*headers, (b"content-length", b"%d" % content_length)]
@@ -144,6 +148,9 @@ class Exchange:
         self._send_head(status, headers)
 
     def _send_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self._pending_head = self._head(status, headers)
+
+    def _head(self, status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
         self.status = status
         self.head_sent = True
         if status == 101:
@@ -151,16 +158,23 @@ class Exchange:
         else:
             self.keep_alive = self.keep_alive and self.conn.can_keep_alive(self)
             conn_header = b"keep-alive" if self.keep_alive else b"close"
-        self.conn.write(status_line(status) + encode_headers(headers) + b"connection: " + conn_header + b"\r\n\r\n")
+        return status_line(status) + encode_headers(headers) + b"connection: " + conn_header + b"\r\n\r\n"
+
+    def flush(self) -> None:
+        """Send a held response head now (before waiting for a slow or streaming body)."""
+        if self._pending_head:
+            head, self._pending_head = self._pending_head, b""
+            self.conn.write(head)
 
     def write(self, data: bytes) -> None:
         if not data or self.method == "HEAD":
             return
         self.bytes_out += len(data)
         if self._chunked:
-            self.conn.write(b"%x\r\n%s\r\n" % (len(data), data))
-        else:
-            self.conn.write(data)
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        if self._pending_head:
+            data, self._pending_head = self._pending_head + data, b""
+        self.conn.write(data)
 
     async def drain(self) -> None:
         await self.conn.drain()
@@ -169,8 +183,11 @@ class Exchange:
         if self._ended:
             return
         self._ended = True
-        if self._chunked:
-            self.conn.write(_CHUNK_END)
+        tail = _CHUNK_END if self._chunked else b""
+        if self._pending_head:
+            tail, self._pending_head = self._pending_head + tail, b""
+        if tail:
+            self.conn.write(tail)
         self.conn.exchange_done(self)
 
     def abort(self) -> None:

@@ -68,6 +68,11 @@ class ByteStream:
         return self._eof and not self._chunks
 
     @property
+    def ready(self) -> bool:
+        """A `read` would return without waiting."""
+        return bool(self._chunks) or self._eof or self._exc is not None
+
+    @property
     def complete(self) -> bool:
         """The producer delivered the whole body (it may still sit in the buffer)."""
         return self._eof
