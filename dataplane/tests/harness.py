@@ -63,12 +63,13 @@ class GatewayProcess:
         os.replace(tmp, self.path)
 
     def start(self, timeout: float = 15.0) -> GatewayProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dataplane", "-f", str(self.path), "--workers", str(self.workers)],
-            cwd=REPO,
-            stdout=open(self.access_log, "wb"),  # noqa: SIM115 - closed with the process
-            stderr=open(self.stderr_log, "wb"),  # noqa: SIM115
-        )
+        with open(self.access_log, "wb") as out, open(self.stderr_log, "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dataplane", "-f", str(self.path), "--workers", str(self.workers)],
+                cwd=REPO,
+                stdout=out,
+                stderr=err,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
