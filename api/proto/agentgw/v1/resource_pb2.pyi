@@ -34,12 +34,10 @@ class Resource(_message.Message):
     def __init__(self, bind: _Optional[_Union[Bind, _Mapping]] = ..., listener: _Optional[_Union[Listener, _Mapping]] = ..., route: _Optional[_Union[Route, _Mapping]] = ..., backend: _Optional[_Union[Backend, _Mapping]] = ..., policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
 
 class ResourceSet(_message.Message):
-    __slots__ = ("resources", "source")
+    __slots__ = ("resources",)
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
-    SOURCE_FIELD_NUMBER: _ClassVar[int]
     resources: _containers.RepeatedCompositeFieldContainer[Resource]
-    source: str
-    def __init__(self, resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ..., source: _Optional[str] = ...) -> None: ...
+    def __init__(self, resources: _Optional[_Iterable[_Union[Resource, _Mapping]]] = ...) -> None: ...
 
 class Bind(_message.Message):
     __slots__ = ("key", "port")
