@@ -42,7 +42,16 @@ HOP_BY_HOP = frozenset(
 """Request headers never copied as-is to the upstream (we frame the body ourselves)."""
 
 RESPONSE_HOP_BY_HOP = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade", b"content-length"}
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+    }
 )
 
 
@@ -176,7 +185,9 @@ class Proxy:
     def _redirect(
         self, ex: http1.Exchange, r: tables.Redirect, authority: str, path: str, match: routing.Match
     ) -> None:
-        location = filters.redirect_location(r, "http", authority, path, ex.query, match.path_kind, match.path)
+        location = filters.redirect_location(
+            r, "http", authority, path, ex.query, match.path_kind, match.path
+        )
         ex.respond(r.status, [(b"location", location.encode())])
 
     # forwarding -----------------------------------------------------------------------------
@@ -221,7 +232,9 @@ class Proxy:
                         return
                 else:
                     async with asyncio.timeout_at(deadline):
-                        resp = await self._attempt(ex, target, head, body_bytes, prefix, timeouts.backend, info)
+                        resp = await self._attempt(
+                            ex, target, head, body_bytes, prefix, timeouts.backend, info
+                        )
                         if last or retry is None or resp.status not in retry.codes:
                             await self._relay(ex, route, target, resp, extra_response)
                             return
@@ -306,7 +319,9 @@ class Proxy:
             conn = (
                 await self._pool.acquire(target.host, target.port, target.connect_timeout)
                 if not fresh
-                else await self._pool.connect(target.host, target.port, target.address, target.connect_timeout)
+                else await self._pool.connect(
+                    target.host, target.port, target.address, target.connect_timeout
+                )
             )
             resp = upstream.UpstreamResponse(conn, head_only=ex.method == "HEAD")
             started = time.monotonic()
@@ -347,7 +362,9 @@ class Proxy:
             conn.write(head + body if body else head)
         await resp.head_waiter
 
-    async def _stream_body(self, ex: http1.Exchange, conn: upstream.UpstreamConnection, prefix: bytes) -> None:
+    async def _stream_body(
+        self, ex: http1.Exchange, conn: upstream.UpstreamConnection, prefix: bytes
+    ) -> None:
         """Copy a request body of unknown size or too big to buffer, with backpressure."""
         ex.send_continue()
         chunked = ex.header("content-length") is None
@@ -402,7 +419,9 @@ class Proxy:
             raise
         ex.end()
 
-    async def _tunnel(self, ex: http1.Exchange, resp: upstream.UpstreamResponse, headers: list[tuple[bytes, bytes]]) -> None:
+    async def _tunnel(
+        self, ex: http1.Exchange, resp: upstream.UpstreamResponse, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         """WebSocket and other upgrades: after 101, copy bytes both ways until one side closes."""
         conn = resp.conn
         down = ex.conn

@@ -139,7 +139,7 @@ class _PathIndex:
 
 
 def normalize_prefix(prefix: str) -> str:
-    """"/foo/" and "/foo" are the same PathPrefix; "/" stays "/"."""
+    """ "/foo/" and "/foo" are the same PathPrefix; "/" stays "/"."""
     stripped = prefix.rstrip("/")
     return stripped or "/"
 

@@ -210,7 +210,9 @@ def _target(name: str, static: pb.StaticBackend, policy: pb.BackendPolicy | None
     )
 
 
-def _ref(ref: pb.BackendRef, targets: dict[str, tables.Target], policy: pb.BackendPolicy | None) -> tables.Target:
+def _ref(
+    ref: pb.BackendRef, targets: dict[str, tables.Target], policy: pb.BackendPolicy | None
+) -> tables.Target:
     kind = ref.WhichOneof("kind")
     if kind == "host":
         return _target(f"{ref.host.host}:{ref.host.port}", ref.host, policy)
@@ -252,7 +254,9 @@ def _cors(c: pb.Cors) -> tables.Cors:
     )
 
 
-def _policy(p: pb.TrafficPolicy, listener_policy: pb.TrafficPolicy, targets: dict[str, tables.Target]) -> tables.RoutePolicy:
+def _policy(
+    p: pb.TrafficPolicy, listener_policy: pb.TrafficPolicy, targets: dict[str, tables.Target]
+) -> tables.RoutePolicy:
     timeouts = tables.Timeouts()
     if p.HasField("timeout"):
         t = p.timeout
@@ -267,10 +271,16 @@ def _policy(p: pb.TrafficPolicy, listener_policy: pb.TrafficPolicy, targets: dic
             backoff=_seconds(p.retry.backoff) if p.retry.HasField("backoff") else 0.0,
             codes=frozenset(p.retry.codes),
         )
-    cors = p.cors if p.HasField("cors") else listener_policy.cors if listener_policy.HasField("cors") else None
+    cors = (
+        p.cors if p.HasField("cors") else listener_policy.cors if listener_policy.HasField("cors") else None
+    )
     return tables.RoutePolicy(
-        request_headers=_header_ops(p.request_header_modifier) if p.HasField("request_header_modifier") else None,
-        response_headers=_header_ops(p.response_header_modifier) if p.HasField("response_header_modifier") else None,
+        request_headers=_header_ops(p.request_header_modifier)
+        if p.HasField("request_header_modifier")
+        else None,
+        response_headers=_header_ops(p.response_header_modifier)
+        if p.HasField("response_header_modifier")
+        else None,
         redirect=_redirect(p.request_redirect) if p.HasField("request_redirect") else None,
         rewrite=tables.Rewrite(
             authority=_authority(p.url_rewrite.authority) if p.url_rewrite.HasField("authority") else None,
@@ -279,7 +289,8 @@ def _policy(p: pb.TrafficPolicy, listener_policy: pb.TrafficPolicy, targets: dic
         if p.HasField("url_rewrite")
         else None,
         mirrors=tuple(
-            tables.Mirror(target=_ref(m.backend, targets, None), percentage=m.percentage) for m in p.request_mirrors
+            tables.Mirror(target=_ref(m.backend, targets, None), percentage=m.percentage)
+            for m in p.request_mirrors
         ),
         direct_status=p.direct_response.status if p.HasField("direct_response") else None,
         direct_body=p.direct_response.body if p.HasField("direct_response") else b"",
@@ -323,7 +334,9 @@ def _route(
                 path=value,
                 regex=_regex(value, f"matches[{i}].path.regex") if kind == "regex" else None,
                 method=m.method or None,
-                headers=tuple(_value_match(h.name.lower(), h.value, f"matches[{i}].headers") for h in m.headers),
+                headers=tuple(
+                    _value_match(h.name.lower(), h.value, f"matches[{i}].headers") for h in m.headers
+                ),
                 query=tuple(_value_match(q.name, q.value, f"matches[{i}].query") for q in m.query),
             )
         )

@@ -82,7 +82,9 @@ HeaderValue = Annotated[str, pydantic.AfterValidator(_check_header_value)]
 
 def _check_hostname(value: str) -> str:
     host = value[2:] if value.startswith("*.") else value
-    if not host or not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?)*", host):
+    if not host or not re.fullmatch(
+        r"[A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?)*", host
+    ):
         raise ValueError(f"invalid hostname {value!r}: expected e.g. 'api.example.com' or '*.example.com'")
     return value.lower()
 
@@ -160,7 +162,7 @@ _METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE
 
 
 class RouteMatch(Model):
-    path: PathMatch = PathMatch(pathPrefix="/")
+    path: PathMatch = PathMatch(path_prefix="/")
     method: str | None = None
     headers: list[HeaderMatch] = []
     query: list[QueryMatch] = []
@@ -454,7 +456,9 @@ class FrontendHTTP(Model):
     max_buffer_size: Annotated[int, pydantic.Field(ge=0)] = pydantic.Field(
         settings.Limits.max_buffer_size, alias="maxBufferSize"
     )
-    http1_max_headers: Annotated[int, pydantic.Field(ge=1)] | None = pydantic.Field(None, alias="http1MaxHeaders")
+    http1_max_headers: Annotated[int, pydantic.Field(ge=1)] | None = pydantic.Field(
+        None, alias="http1MaxHeaders"
+    )
     http1_idle_timeout: Duration | None = pydantic.Field(None, alias="http1IdleTimeout")
     http1_header_case: Unsupported = pydantic.Field(None, alias="http1HeaderCase")
     max_connection_duration: Unsupported = pydantic.Field(None, alias="maxConnectionDuration")
@@ -499,7 +503,9 @@ class RawConfig(Model):
     admin_addr: str | None = pydantic.Field(None, alias="adminAddr")
     stats_addr: str | None = pydantic.Field(None, alias="statsAddr")
     readiness_addr: str | None = pydantic.Field(None, alias="readinessAddr")
-    connection_termination_deadline: Duration | None = pydantic.Field(None, alias="connectionTerminationDeadline")
+    connection_termination_deadline: Duration | None = pydantic.Field(
+        None, alias="connectionTerminationDeadline"
+    )
     connection_min_termination_deadline: Duration | None = pydantic.Field(
         None, alias="connectionMinTerminationDeadline"
     )
@@ -646,18 +652,22 @@ def _describe(error: Any) -> str:
 
 
 def _settings(model: File) -> settings.Settings:
-    raw = model.config or RawConfig()
-    http = (model.frontend_policies.http if model.frontend_policies else None) or FrontendHTTP()
-    backend = raw.backend or BackendDefaults()
+    raw = model.config or RawConfig.model_validate({})
+    http = (model.frontend_policies.http if model.frontend_policies else None) or FrontendHTTP.model_validate({})
+    backend = raw.backend or BackendDefaults.model_validate({})
     limits = settings.Limits(
         max_buffer_size=http.max_buffer_size,
         max_header_count=http.http1_max_headers or settings.Limits.max_header_count,
-        idle_timeout=durations.parse(http.http1_idle_timeout) if http.http1_idle_timeout else settings.Limits.idle_timeout,
+        idle_timeout=durations.parse(http.http1_idle_timeout)
+        if http.http1_idle_timeout
+        else settings.Limits.idle_timeout,
     )
     upstream = settings.Upstream(
         connect_timeout=durations.parse(backend.connect_timeout),
         pool_idle_timeout=durations.parse(backend.pool_idle_timeout),
-        pool_max_idle=backend.pool_max_size if backend.pool_max_size is not None else settings.Upstream.pool_max_idle,
+        pool_max_idle=backend.pool_max_size
+        if backend.pool_max_size is not None
+        else settings.Upstream.pool_max_idle,
     )
     admin = settings.Admin(
         admin_addr=raw.admin_addr or settings.Admin.admin_addr,
@@ -728,7 +738,10 @@ def _path_rewrite(p: PathRewrite | None) -> pb.PathRewrite | None:
 
 def _redirect(r: RequestRedirect) -> pb.RequestRedirect:
     return pb.RequestRedirect(
-        scheme=r.scheme or "", authority=_authority(r.authority), path=_path_rewrite(r.path), status=r.status or 0
+        scheme=r.scheme or "",
+        authority=_authority(r.authority),
+        path=_path_rewrite(r.path),
+        status=r.status or 0,
     )
 
 
@@ -751,9 +764,17 @@ def _traffic_policy(p: RoutePolicies | None) -> pb.TrafficPolicy | None:
         out.request_redirect.CopyFrom(_redirect(p.request_redirect))
     if p.url_rewrite:
         out.url_rewrite.CopyFrom(
-            pb.UrlRewrite(authority=_authority(p.url_rewrite.authority), path=_path_rewrite(p.url_rewrite.path))
+            pb.UrlRewrite(
+                authority=_authority(p.url_rewrite.authority), path=_path_rewrite(p.url_rewrite.path)
+            )
         )
-    mirrors = p.request_mirror if isinstance(p.request_mirror, list) else [p.request_mirror] if p.request_mirror else []
+    mirrors = (
+        p.request_mirror
+        if isinstance(p.request_mirror, list)
+        else [p.request_mirror]
+        if p.request_mirror
+        else []
+    )
     for m in mirrors:
         out.request_mirrors.append(
             pb.RequestMirror(backend=_backend_ref(m.backend.host, m.backend.backend), percentage=m.percentage)
@@ -773,7 +794,9 @@ def _traffic_policy(p: RoutePolicies | None) -> pb.TrafficPolicy | None:
             )
         )
     if p.retry:
-        out.retry.CopyFrom(pb.Retry(attempts=p.retry.attempts, backoff=_duration(p.retry.backoff), codes=p.retry.codes))
+        out.retry.CopyFrom(
+            pb.Retry(attempts=p.retry.attempts, backoff=_duration(p.retry.backoff), codes=p.retry.codes)
+        )
     if p.cors:
         out.cors.CopyFrom(_cors(p.cors))
     return out
@@ -801,9 +824,9 @@ def _backend_policy(p: BackendPolicies | None) -> pb.BackendPolicy | None:
     if p.request_redirect:
         out.request_redirect.CopyFrom(_redirect(p.request_redirect))
     if p.http and p.http.request_timeout:
-        out.request_timeout.CopyFrom(_duration(p.http.request_timeout))
+        out.request_timeout.FromNanoseconds(round(durations.parse(p.http.request_timeout) * 1e9))
     if p.tcp and p.tcp.connect_timeout:
-        out.connect_timeout.CopyFrom(_duration(p.tcp.connect_timeout))
+        out.connect_timeout.FromNanoseconds(round(durations.parse(p.tcp.connect_timeout) * 1e9))
     return out
 
 

@@ -89,7 +89,12 @@ def redirect_location(
 
 def cors_response_headers(c: tables.Cors, origin: str) -> list[tuple[bytes, bytes]]:
     """Headers added to an actual (non-preflight) response for an allowed origin."""
-    out = [(b"access-control-allow-origin", b"*" if c.allow_any_origin and not c.allow_credentials else origin.encode())]
+    out = [
+        (
+            b"access-control-allow-origin",
+            b"*" if c.allow_any_origin and not c.allow_credentials else origin.encode(),
+        )
+    ]
     if c.allow_credentials:
         out.append((b"access-control-allow-credentials", b"true"))
     if c.expose_headers:
