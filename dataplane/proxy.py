@@ -158,29 +158,13 @@ class Proxy:
             ex.respond(policy.direct_status, [(b"content-type", b"text/plain")], policy.direct_body)
             return
 
-        target = route.pick()
-        if target is None:
-            raise errors.ProxyError("the route has no backend with a non-zero weight")
-        info.backend = target.name
-        if target.redirect is not None:
-            self._redirect(ex, target.redirect, authority, path, match)
-            return
-
         headers = ex.headers
         if policy.request_headers is not None:
             headers = policy.request_headers.apply(headers)
-        if target.request_headers is not None:
-            headers = target.request_headers.apply(headers)
         up_path = path
         if policy.rewrite is not None:
             up_path = filters.new_path(policy.rewrite.path, path, match.path_kind, match.path)
-            new_authority = filters.rewrite_authority(policy.rewrite.authority, authority, target)
-            if new_authority != authority:
-                headers = [h for h in headers if h[0] != b"host"]
-                headers.append((b"host", new_authority.encode()))
-        target_uri = (up_path + ("?" + ex.query if ex.query else "")).encode("latin-1")
-
-        await self._forward(ex, info, route, target, headers, target_uri, extra_response)
+        await self._forward(ex, info, route, match, authority, headers, up_path, extra_response)
 
     def _redirect(
         self, ex: http1.Exchange, r: tables.Redirect, authority: str, path: str, match: routing.Match
@@ -191,16 +175,40 @@ class Proxy:
         ex.respond(r.status, [(b"location", location.encode())])
 
     # forwarding -----------------------------------------------------------------------------
+    def _upstream_head(
+        self,
+        ex: http1.Exchange,
+        route: tables.Route,
+        target: tables.Target,
+        authority: str,
+        headers: list[tuple[bytes, bytes]],
+        up_path: str,
+        body: bytes | None,
+    ) -> bytes:
+        """The request head for one backend: its header policy and an `auto` authority apply."""
+        if target.request_headers is not None:
+            headers = target.request_headers.apply(headers)
+        rewrite = route.policy.rewrite
+        if rewrite is not None and rewrite.authority is not None:
+            new_authority = filters.rewrite_authority(rewrite.authority, authority, target)
+            if new_authority != authority:
+                headers = [h for h in headers if h[0] != b"host"]
+                headers.append((b"host", new_authority.encode()))
+        target_uri = (up_path + ("?" + ex.query if ex.query else "")).encode("latin-1")
+        return self._request_head(ex, headers, target_uri, body, target)
+
     async def _forward(
         self,
         ex: http1.Exchange,
         info: _Attempt,
         route: tables.Route,
-        target: tables.Target,
+        match: routing.Match,
+        authority: str,
         headers: list[tuple[bytes, bytes]],
-        target_uri: bytes,
+        up_path: str,
         extra_response: list[tuple[bytes, bytes]],
     ) -> None:
+        """Pick a backend and send; a retry picks again, so a dead backend is stepped around."""
         policy = route.policy
         retry = policy.retry
         # body_bytes is the whole body when known (replayable); None means stream it.
@@ -213,17 +221,24 @@ class Proxy:
                 body_bytes, prefix = prefix, b""
             else:
                 retry = None  # too big to replay: stream it, one attempt
-        head = self._request_head(ex, headers, target_uri, body_bytes, target)
-
-        for mirror in policy.mirrors:
-            if body_bytes is not None and random.random() < mirror.percentage:
-                self._mirror(mirror.target, head, body_bytes)
 
         timeouts = policy.timeouts
         deadline = asyncio.get_running_loop().time() + timeouts.request if timeouts.request else None
         attempts = retry.attempts if retry is not None else 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
+            target = route.pick()
+            if target is None:
+                raise errors.ProxyError("the route has no backend with a non-zero weight")
+            info.backend = target.name
+            if target.redirect is not None:
+                self._redirect(ex, target.redirect, authority, ex.path, match)
+                return
+            head = self._upstream_head(ex, route, target, authority, headers, up_path, body_bytes)
+            if attempt == 0 and body_bytes is not None:
+                for mirror in policy.mirrors:
+                    if random.random() < mirror.percentage:
+                        self._mirror(mirror.target, head, body_bytes)
             try:
                 if deadline is None:
                     resp = await self._attempt(ex, target, head, body_bytes, prefix, timeouts.backend, info)
@@ -240,7 +255,7 @@ class Proxy:
                             return
                 resp.discard()
                 assert retry is not None
-                await self._backoff(retry, attempt, info, route, target)
+                await self._backoff(retry, attempt, route, target)
                 continue
             except TimeoutError as exc:
                 raise errors.UpstreamTimeout(f"request timeout ({timeouts.request:g}s) exceeded") from exc
@@ -248,11 +263,11 @@ class Proxy:
                 if last or retry is None or ex.head_sent:
                     raise
                 info.error = f"{exc.reason}: {exc}"
-                await self._backoff(retry, attempt, info, route, target)
+                await self._backoff(retry, attempt, route, target)
         raise errors.UpstreamError("no attempt succeeded")  # pragma: no cover - loop always returns
 
     async def _backoff(
-        self, retry: tables.Retry, attempt: int, info: _Attempt, route: tables.Route, target: tables.Target
+        self, retry: tables.Retry, attempt: int, route: tables.Route, target: tables.Target
     ) -> None:
         self._stats.retries.inc((route.name, target.name))
         if retry.backoff:
