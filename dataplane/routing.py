@@ -235,7 +235,13 @@ class RouteIndex:
 
 
 def normalize_path(path: str) -> str:
-    """Remove dot segments (RFC 3986 5.2.4) so `/public/../admin` cannot dodge a route."""
+    """Remove dot segments (RFC 3986 5.2.4) so `/public/../admin` cannot dodge a route.
+
+    `%2e` is an encoded "." (RFC 3986 6.2.2.2), so `/public/%2e%2e/admin` is normalised too;
+    other percent-encodings are left as the client sent them.
+    """
+    if "%" in path and ("%2e" in path or "%2E" in path):
+        path = path.replace("%2e", ".").replace("%2E", ".")
     if "/." not in path:
         return path
     out: list[str] = []

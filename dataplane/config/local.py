@@ -561,13 +561,28 @@ class File(Model):
             raise ValueError(f"backends: name {dupes_n[0]!r} is defined twice")
         known = set(names)
         for bi, bind in enumerate(self.binds):
+            listener_names = [lis.name or f"listener{li}" for li, lis in enumerate(bind.listeners)]
+            for li, name in enumerate(listener_names):
+                if listener_names.index(name) != li:
+                    raise ValueError(
+                        f"binds[{bi}].listeners[{li}].name: {name!r} is used twice on port {bind.port}"
+                    )
             for li, listener in enumerate(bind.listeners):
                 for ri, route in enumerate(listener.routes or []):
+                    where = f"binds[{bi}].listeners[{li}].routes[{ri}]"
                     for bei, be in enumerate(route.backends):
                         if be.backend is not None and be.backend not in known:
                             raise ValueError(
-                                f"binds[{bi}].listeners[{li}].routes[{ri}].backends[{bei}].backend: "
-                                f"no backend named {be.backend!r} in top-level backends"
+                                f"{where}.backends[{bei}].backend: no backend named {be.backend!r} in top-level backends"
+                            )
+                    mirror = route.policies.request_mirror if route.policies else None
+                    mirrors = mirror if isinstance(mirror, list) else [mirror] if mirror else []
+                    for mi, m in enumerate(mirrors):
+                        if m.backend.backend is not None and m.backend.backend not in known:
+                            index = f"[{mi}]" if isinstance(mirror, list) else ""
+                            raise ValueError(
+                                f"{where}.policies.requestMirror{index}.backend.backend: "
+                                f"no backend named {m.backend.backend!r} in top-level backends"
                             )
         return self
 
@@ -653,7 +668,9 @@ def _describe(error: Any) -> str:
 
 def _settings(model: File) -> settings.Settings:
     raw = model.config or RawConfig.model_validate({})
-    http = (model.frontend_policies.http if model.frontend_policies else None) or FrontendHTTP.model_validate({})
+    http = (model.frontend_policies.http if model.frontend_policies else None) or FrontendHTTP.model_validate(
+        {}
+    )
     backend = raw.backend or BackendDefaults.model_validate({})
     limits = settings.Limits(
         max_buffer_size=http.max_buffer_size,

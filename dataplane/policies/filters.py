@@ -70,15 +70,17 @@ def redirect_location(
     """The Location of a requestRedirect (Gateway API HTTPRequestRedirectFilter)."""
     new_scheme = r.scheme or scheme
     host, port = split_authority(authority)
+    explicit_port = False
     if r.authority is not None:
         if r.authority.full is not None:
             host, port = split_authority(r.authority.full)
+            explicit_port = port is not None
         if r.authority.host is not None:
             host = r.authority.host
         if r.authority.port is not None:
-            port = r.authority.port
-    if r.scheme and (r.authority is None or r.authority.port is None):
-        # Scheme changed and no explicit port: use the new scheme's default.
+            port, explicit_port = r.authority.port, True
+    if r.scheme and not explicit_port:
+        # Scheme changed and no port given: the new scheme's default port applies.
         port = None
     if port is not None and _DEFAULT_PORTS.get(new_scheme) == port:
         port = None

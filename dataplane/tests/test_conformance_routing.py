@@ -55,22 +55,23 @@ class Loaded:
     env: dict[str, str]
     """Placeholder name -> the port given to it ("BACKEND_infra_backend_v1" -> "20000")."""
     rules: list[tuple[str, int]]
-    """Creation order (file order) -> (route name, index of the rule in that route's listener)."""
+    """Creation order -> (route name, upstream rule index). The loader numbers routes in file
+    order and stores that number as `Route.order[0]` (creation time), which is the index here."""
 
     def backend_port(self, name: str) -> int:
         return int(self.env["BACKEND_" + name.replace("-", "_")])
 
 
 def _rules(config: dict[str, Any]) -> list[tuple[str, int]]:
-    """Number the routes as the loader does: file order, counting rules per name and listener."""
+    """Walk the routes in file order; the n-th route named X in a listener is rule n of X."""
     out: list[tuple[str, int]] = []
-    for bi, bind in enumerate(config.get("binds", [])):
-        for li, listener in enumerate(bind.get("listeners", [])):
-            seen: dict[tuple[int, int, str], int] = {}
+    for bind in config.get("binds", []):
+        for listener in bind.get("listeners", []):
+            seen: dict[str, int] = {}
             for route in listener.get("routes") or []:
-                key = (bi, li, route.get("name", ""))
-                seen[key] = seen.get(key, -1) + 1
-                out.append((key[2], seen[key]))
+                name = route.get("name", "")
+                seen[name] = seen.get(name, -1) + 1
+                out.append((name, seen[name]))
     return out
 
 
@@ -106,8 +107,8 @@ def _case_id(path: pathlib.Path, index: int, case: dict[str, Any]) -> str:
     headers = " ".join(
         f"{k}={v}" for k, v in (request.get("headers") or {}).items() if k.lower() != "x-echo-set-header"
     )
-    host = request.get("host", "")
-    text = f"{path.stem.removeprefix('httproute-')}#{index} {request.get('method', 'GET')} {host}{request['path']}"
+    target = request.get("host", "") + request["path"]
+    text = f"{path.stem.removeprefix('httproute-')}#{index} {request.get('method', 'GET')} {target}"
     return f"{text} {headers}".rstrip()
 
 
@@ -120,10 +121,19 @@ def _all_cases() -> list[Any]:
     return params
 
 
+def _shares(route: tables.Route) -> dict[int, float]:
+    """Backend port -> share of the route's traffic, from its cumulative weights."""
+    cumulative = route.cumulative_weights
+    total = cumulative[-1] if cumulative else 0
+    out: dict[int, float] = {}
+    for target, low, high in zip(route.targets, (0, *cumulative), cumulative, strict=False):
+        out[target.port] = out.get(target.port, 0.0) + ((high - low) / total if total else 0.0)
+    return out
+
+
 def _live_ports(route: tables.Route) -> set[int]:
     """Ports of the targets that can receive traffic (weight above 0)."""
-    weights = [b - a for a, b in zip((0, *route.cumulative_weights), route.cumulative_weights, strict=False)]
-    return {t.port for t, w in zip(route.targets, weights, strict=True) if w > 0}
+    return {port for port, share in _shares(route).items() if share > 0}
 
 
 @pytest.mark.parametrize("name", [p.name for p in FILES])
@@ -147,13 +157,8 @@ def test_conformance_case_selects_the_expected_route(name: str, index: int) -> N
 
     if "weights" in expect:
         assert match is not None, "expected a weighted route, got no route (404)"
-        total = match.route.cumulative_weights[-1]
-        shares = {t.port: 0.0 for t in match.route.targets}
-        for t, (a, b) in zip(
-            match.route.targets, zip((0, *match.route.cumulative_weights), match.route.cumulative_weights), strict=True
-        ):
-            shares[t.port] += (b - a) / total
-        assert shares == pytest.approx({loaded.backend_port(n): w for n, w in expect["weights"].items()})
+        want = {loaded.backend_port(n): w for n, w in expect["weights"].items()}
+        assert _shares(match.route) == pytest.approx(want)
     elif "backend" in expect:
         assert match is not None, f"expected {expect['backend']}, got no route (404)"
         got = _live_ports(match.route)
@@ -162,7 +167,9 @@ def test_conformance_case_selects_the_expected_route(name: str, index: int) -> N
             f"rule {loaded.rules[match.route.order[0]][1]} with backend ports {sorted(got)}"
         )
     elif expect.get("status") == 404:
-        assert match is None, f"expected 404, got route {match.route.name!r} rule {loaded.rules[match.route.order[0]]}"
+        assert match is None, (
+            f"expected 404, got route {match.route.name!r} rule {loaded.rules[match.route.order[0]]}"
+        )
 
     if "route" in expect:
         assert match is not None, f"expected rule {expect['rule']} of {expect['route']}, got no route (404)"

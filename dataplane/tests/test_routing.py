@@ -236,7 +236,9 @@ def test_path_specificity_beats_method_headers_and_query() -> None:
     t = compile_routes(
         {
             "name": "short-but-detailed",
-            "matches": [{**prefix("/a"), "method": "GET", "headers": [header("h", "1")], "query": [header("q", "1")]}],
+            "matches": [
+                {**prefix("/a"), "method": "GET", "headers": [header("h", "1")], "query": [header("q", "1")]}
+            ],
         },
         {"name": "long", "matches": [prefix("/a/b")]},
     )
@@ -314,7 +316,9 @@ def test_with_equal_creation_time_and_name_the_lower_rule_index_wins() -> None:
 
 
 def test_the_first_of_equally_specific_matches_in_a_route_is_reported() -> None:
-    t = compile_routes({"name": "r", "matches": [{"headers": [header("a", "1")]}, {"headers": [header("b", "1")]}]})
+    t = compile_routes(
+        {"name": "r", "matches": [{"headers": [header("a", "1")]}, {"headers": [header("b", "1")]}]}
+    )
     match = lookup(t, "/", headers={"a": "1", "b": "1"})
     assert match is not None and match.index == 0
 
@@ -398,7 +402,11 @@ def test_listener_exact_hostname_beats_wildcard_beats_catch_all() -> None:
 def test_the_most_specific_listener_is_final_even_without_a_matching_route() -> None:
     t = compile_listeners(
         {"name": "any", "routes": [{"name": "from-any"}]},
-        {"name": "exact", "hostname": "api.example.com", "routes": [{"name": "only-x", "matches": [prefix("/x")]}]},
+        {
+            "name": "exact",
+            "hostname": "api.example.com",
+            "routes": [{"name": "only-x", "matches": [prefix("/x")]}],
+        },
     )
     assert pick(t, "/y", host="api.example.com") is None
 
