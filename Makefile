@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PROTO_SRC := $(wildcard api/proto/agentgw/v1/*.proto)
+PROTO_SRC := $(wildcard api/proto/agentgw/v1/*.proto) $(wildcard api/proto/xds/*.proto)
 
 .DEFAULT_GOAL := help
 
@@ -39,7 +39,7 @@ typecheck: $(STAMP) ## mypy --strict on api/, controller/, dataplane/
 	$(BIN)/mypy
 
 gen: $(STAMP) ## Regenerate protobuf code from api/proto
-	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. $(PROTO_SRC)
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_SRC)
 
 gen-check: gen ## Fail if regenerated code differs from what is checked in
 	@git diff --exit-code -- api/proto || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
