@@ -4,8 +4,8 @@ Every error the proxy raises on purpose derives from `AgentgwError`. Errors from
 (OSError from a socket, httptools' parser errors, pydantic's ValidationError) are caught at the
 edge and re-raised as one of these, with the library error chained as `__cause__`.
 
-    AgentgwError
-    ├── ConfigError                 a configuration is invalid; `.problems` name field paths
+    api.errors.AgentgwError
+    ├── api.errors.ConfigError      a configuration is invalid; `.problems` name field paths
     └── ProxyError                  a request failed; `.status` is what the client gets
         ├── BadRequest              400  malformed or hostile request
         │   ├── HeadersTooLarge     431  header block over the size or count limit
@@ -23,17 +23,10 @@ what failed in words an operator can grep, never secrets or upstream internals.
 
 from __future__ import annotations
 
+from api import errors as api_errors
 
-class AgentgwError(Exception):
-    """Base of every error agentgw raises on purpose."""
-
-
-class ConfigError(AgentgwError):
-    """A configuration was rejected. `problems` holds `path: message` lines, one per fault."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
+AgentgwError = api_errors.AgentgwError
+ConfigError = api_errors.ConfigError
 
 
 class ProxyError(AgentgwError):

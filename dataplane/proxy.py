@@ -225,9 +225,10 @@ class Proxy:
         timeouts = policy.timeouts
         deadline = asyncio.get_running_loop().time() + timeouts.request if timeouts.request else None
         attempts = retry.attempts if retry is not None else 1
+        failed: frozenset[str] = frozenset()
         for attempt in range(attempts):
             last = attempt == attempts - 1
-            target = route.pick()
+            target = route.pick(failed)
             if target is None:
                 raise errors.ProxyError("the route has no backend with a non-zero weight")
             info.backend = target.name
@@ -255,6 +256,7 @@ class Proxy:
                             return
                 resp.discard()
                 assert retry is not None
+                failed |= {target.name}
                 await self._backoff(retry, attempt, route, target)
                 continue
             except TimeoutError as exc:
@@ -263,6 +265,7 @@ class Proxy:
                 if last or retry is None or ex.head_sent:
                     raise
                 info.error = f"{exc.reason}: {exc}"
+                failed |= {target.name}
                 await self._backoff(retry, attempt, route, target)
         raise errors.UpstreamError("no attempt succeeded")  # pragma: no cover - loop always returns
 

@@ -152,13 +152,31 @@ class Route:
     order: tuple[int, str, int]
     """Gateway API tie-breakers: creation time, "namespace/name", rule index."""
 
-    def pick(self) -> Target | None:
-        """Choose a backend by weight; None when there is none or every weight is 0 (-> 500)."""
+    def pick(self, avoid: frozenset[str] = frozenset()) -> Target | None:
+        """Choose a backend by weight; None when there is none or every weight is 0 (-> 500).
+
+        A retry passes the names of backends that already failed in `avoid`; they are skipped
+        while any other backend has weight (Envoy's previous-hosts retry predicate).
+        """
         total = self.cumulative_weights[-1] if self.cumulative_weights else 0
         if total <= 0:
             return None
         if len(self.targets) == 1:
             return self.targets[0]
+        if avoid:
+            weights = [
+                w - p for w, p in zip(self.cumulative_weights, (0, *self.cumulative_weights), strict=False)
+            ]
+            live = [
+                (t, w) for t, w in zip(self.targets, weights, strict=True) if w > 0 and t.name not in avoid
+            ]
+            if live:
+                point = random.random() * sum(w for _, w in live)
+                for target, weight in live:
+                    point -= weight
+                    if point < 0:
+                        return target
+                return live[-1][0]
         return self.targets[bisect.bisect_right(self.cumulative_weights, random.random() * total)]
 
 
