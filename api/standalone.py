@@ -530,6 +530,12 @@ class RawConfig(Model):
     enable_ipv6: Unsupported = pydantic.Field(None, alias="enableIpv6")
     hbone: Unsupported = None
 
+    @pydantic.field_validator("admin_addr", "stats_addr", "readiness_addr", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        """YAML reads a bare `off` as false; agentgateway's files write it unquoted."""
+        return "off" if value is False else value
+
     @pydantic.field_validator("admin_addr", "stats_addr", "readiness_addr")
     @classmethod
     def _addr(cls, value: str | None) -> str | None:

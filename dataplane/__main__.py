@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -38,34 +39,39 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"))
     p.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.workers < 1:
+        p.error(f"--workers must be at least 1 (got {args.workers})")
+    return args
 
 
-async def _serve_single(path: str, cfg: local.LocalConfig) -> int:
+async def _serve_single(path: str, cfg: local.LocalConfig, seen: watch.Fingerprint | None) -> int:
     loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     worker = runtime.Worker(cfg.settings)
-    ready = {"stopping": False}
-    source = watch.FileSource(path, worker.apply, worker.store, worker.stats, cfg.settings)
-    await source.load_initial(cfg)
-    runtime.tune_gc()
 
     async def metrics_text() -> str:
         return worker.stats.render()
 
+    # Operator endpoints first: a taken address fails before any traffic port opens, and
+    # readiness answers 503 until the first config is applied.
     a = cfg.settings.admin
     runners = await admin.start(
         [("admin", a.admin_addr), ("stats", a.stats_addr), ("readiness", a.readiness_addr)],
-        admin.Endpoints(worker.store, metrics_text, lambda: worker.store.ready and not ready["stopping"]),
+        admin.Endpoints(worker.store, metrics_text, lambda: worker.store.ready and not stop.is_set()),
     )
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    source = watch.FileSource(path, worker.apply, worker.store, worker.stats, cfg.settings, seen=seen)
+    await source.load_initial(cfg)
+    runtime.tune_gc()
     watcher = loop.create_task(source.run())
     await stop.wait()
-    ready["stopping"] = True
     log.info("shutting down: draining connections (deadline %.1fs)", cfg.settings.drain.deadline)
     await asyncio.sleep(cfg.settings.drain.min_deadline)
     watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
     await worker.drain(cfg.settings.drain.deadline)
     for r in runners:
         await r.cleanup()
@@ -79,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.worker_fd is not None:
+        # a worker of a supervisor: settings and resources come over the control socket, so a
+        # file edited (or broken) since the supervisor started does not matter here
+        return uvloop.run(supervisor.run_worker(args.worker_fd))
+    seen = watch.fingerprint(args.file)  # before reading: an edit made meanwhile is reloaded
     try:
         cfg = watch.load(args.file)
     except errors.ConfigError as exc:
@@ -90,12 +101,14 @@ def main(argv: list[str] | None = None) -> int:
         n = len(cfg.resources)
         print(f"{args.file}: valid ({n} resources)")
         return 0
-    if args.worker_fd is not None:
-        return uvloop.run(supervisor.run_worker(args.worker_fd, cfg))
-    if args.workers > 1:
-        sup = supervisor.Supervisor(args.file, cfg, args.workers, args.log_level)
-        return uvloop.run(sup.run())
-    return uvloop.run(_serve_single(args.file, cfg))
+    try:
+        if args.workers > 1:
+            sup = supervisor.Supervisor(args.file, cfg, args.workers, args.log_level, seen=seen)
+            return uvloop.run(sup.run())
+        return uvloop.run(_serve_single(args.file, cfg, seen))
+    except admin.AddressError as exc:
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

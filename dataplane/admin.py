@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -100,18 +101,32 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=False)
 
 
+class AddressError(Exception):
+    """An endpoint could not listen on its address (in use, not local, no permission)."""
+
+
 async def start(addrs: list[tuple[str, str]], ep: Endpoints) -> list[web.AppRunner]:
-    """Start the (kind, "host:port") servers that are not "off"; return their runners."""
+    """Start the (kind, "host:port") servers that are not "off"; return their runners.
+
+    Raise AddressError naming the setting if one cannot listen (the others are stopped).
+    """
     builders = {"admin": _admin_app, "stats": _stats_app, "readiness": _ready_app}
-    runners = []
+    settings_names = {"admin": "adminAddr", "stats": "statsAddr", "readiness": "readinessAddr"}
+    runners: list[web.AppRunner] = []
     for kind, addr in addrs:
         if addr == "off":
             continue
         host, port = local.split_host_port(addr)
         runner = web.AppRunner(builders[kind](ep), access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1" if host == "localhost" else host, port, reuse_address=True)
-        await site.start()
-        log.info("%s endpoint on http://%s", kind, addr)
         runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1" if host == "localhost" else host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            for r in runners:
+                await r.cleanup()
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise AddressError(f"config.{settings_names[kind]}: cannot listen on {addr}: {reason}") from exc
+        log.info("%s endpoint on http://%s", kind, addr)
     return runners

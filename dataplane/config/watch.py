@@ -35,6 +35,8 @@ def load(path: str) -> local.LocalConfig:
             text = f.read()
     except OSError as exc:
         raise errors.ConfigError([f"{path}: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise errors.ConfigError([f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})"]) from exc
     cfg = local.parse(text)
     compiled = compiler.compile_resources(cfg.resources)
     if compiled.problems:
@@ -42,12 +44,16 @@ def load(path: str) -> local.LocalConfig:
     return cfg
 
 
-def _fingerprint(path: str) -> tuple[float, int, int] | None:
+Fingerprint = tuple[int, int, int]
+
+
+def fingerprint(path: str) -> Fingerprint | None:
+    """What identifies one version of the file: take it *before* reading, so no edit is missed."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return (st.st_mtime, st.st_size, st.st_ino)
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 class FileSource:
@@ -59,14 +65,16 @@ class FileSource:
         stats: metrics.Registry,
         startup: settings.Settings,
         interval: float = 0.5,
+        seen: Fingerprint | None = None,
     ) -> None:
+        """`seen`: the file's fingerprint from before the initial config was read from it."""
         self._path = path
         self._apply = apply
         self._store = store
         self._stats = stats
         self._startup = startup
         self._interval = interval
-        self._seen = _fingerprint(path)
+        self._seen = seen if seen is not None else fingerprint(path)
 
     async def load_initial(self, cfg: local.LocalConfig) -> None:
         await self._install(cfg)
@@ -74,19 +82,29 @@ class FileSource:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            now = _fingerprint(self._path)
+            now = fingerprint(self._path)
             if now is None or now == self._seen:
                 continue
             self._seen = now
             await self.reload()
 
     async def reload(self) -> bool:
+        """Load and apply the file; never raises, so one bad edit cannot stop the watcher."""
         try:
             cfg = load(self._path)
         except errors.ConfigError as exc:
             self._fail(str(exc))
             return False
-        return await self._install(cfg)
+        except Exception as exc:
+            log.exception("unexpected error loading %s", self._path)
+            self._fail(f"internal error loading the file: {exc!r}")
+            return False
+        try:
+            return await self._install(cfg)
+        except Exception as exc:
+            log.exception("unexpected error applying %s", self._path)
+            self._fail(f"internal error applying the file: {exc!r}")
+            return False
 
     async def _install(self, cfg: local.LocalConfig) -> bool:
         problems = await self._apply(cfg.resources)
@@ -94,7 +112,9 @@ class FileSource:
             self._fail("\n".join(f"{k}: {v}" for k, v in sorted(problems.items())))
             return False
         if dataclasses.asdict(cfg.settings) != dataclasses.asdict(self._startup):
-            log.warning("startup settings (config:, frontendPolicies:) changed; they apply at the next restart")
+            log.warning(
+                "startup settings (config:, frontendPolicies:) changed; they apply at the next restart"
+            )
         self._stats.config_reloads.inc(("success",))
         self._stats.config_info.values = {(self._store.status.version,): 1.0}
         self._stats.config_last_reload.set((), time.time())
@@ -104,4 +124,9 @@ class FileSource:
     def _fail(self, message: str) -> None:
         self._store.reject(message)
         self._stats.config_reloads.inc(("failure",))
-        log.error("config in %s rejected, still serving version %s:\n%s", self._path, self._store.status.version, message)
+        log.error(
+            "config in %s rejected, still serving version %s:\n%s",
+            self._path,
+            self._store.status.version,
+            message,
+        )

@@ -39,6 +39,9 @@ class Listeners:
         self._host = host
         self._servers: dict[int, asyncio.Server] = {}
         self.connections: dict[int, set[http1.HTTP1Connection]] = {}
+        # connections of binds removed by a reload: still finishing their requests, and still
+        # owed the drain deadline (then closed) at shutdown
+        self._retired: list[set[http1.HTTP1Connection]] = []
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
@@ -58,8 +61,12 @@ class Listeners:
         for port in sorted(set(self._servers) - ports):
             server = self._servers.pop(port)
             server.close()
-            for conn in list(self.connections.pop(port, ())):
+            retired = self.connections.pop(port, set())
+            for conn in list(retired):
                 conn.begin_drain()
+            if retired:
+                self._retired.append(retired)
+        self._retired = [conns for conns in self._retired if conns]
         if failed:
             raise BindError("; ".join(failed))
 
@@ -91,25 +98,28 @@ class Listeners:
         while True:
             await asyncio.sleep(1.0)
             now = loop.time()
-            for conns in self.connections.values():
+            for conns in self._all():
                 for conn in list(conns):
                     conn.check_deadline(now)
 
+    def _all(self) -> list[set[http1.HTTP1Connection]]:
+        return [*self.connections.values(), *self._retired]
+
     def active_connections(self) -> int:
-        return sum(len(c) for c in self.connections.values())
+        return sum(len(c) for c in self._all())
 
     async def drain(self, deadline: float) -> None:
         """Stop accepting, let in-flight requests finish for up to `deadline` s, then close all."""
         for server in self._servers.values():
             server.close()
-        for conns in self.connections.values():
+        for conns in self._all():
             for conn in list(conns):
                 conn.begin_drain()
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline
-        while self.active_connections() and loop.time() < end:
+        while self.active_connections() and loop.time() < end:  # noqa: ASYNC110 - polls a count
             await asyncio.sleep(0.05)
-        for conns in self.connections.values():
+        for conns in self._all():
             for conn in list(conns):
                 conn.abort()
         self._servers.clear()

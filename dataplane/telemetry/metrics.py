@@ -19,7 +19,9 @@ from typing import Any
 
 Labels = tuple[str, ...]
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
 
 
 class Counter:
@@ -59,7 +61,9 @@ class Gauge(Counter):
 class Histogram:
     kind = "histogram"
 
-    def __init__(self, name: str, help_text: str, label_names: Labels, buckets: tuple[float, ...] = LATENCY_BUCKETS):
+    def __init__(
+        self, name: str, help_text: str, label_names: Labels, buckets: tuple[float, ...] = LATENCY_BUCKETS
+    ):
         self.name = name
         self.help = help_text
         self.label_names = label_names
@@ -105,6 +109,17 @@ def _fmt(bound: float) -> str:
     return "+Inf" if bound == math.inf else repr(bound)
 
 
+def _value(v: float) -> str:
+    """A sample value without losing precision (`%g` printed 1234567 as 1.23457e+06)."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    if v.is_integer() and abs(v) < 2**53:
+        return str(int(v))
+    return repr(v)
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -128,7 +143,9 @@ class Registry:
             "Time from sending an upstream request to its complete response.",
             ("backend", "kind"),
         )
-        self.retries = Counter("agentgw_retries_total", "Upstream attempts beyond the first.", ("route", "backend"))
+        self.retries = Counter(
+            "agentgw_retries_total", "Upstream attempts beyond the first.", ("route", "backend")
+        )
         self.downstream_connections = Counter(
             "agentgw_downstream_connections_total", "Accepted client connections.", ("bind",)
         )
@@ -139,7 +156,9 @@ class Registry:
             "agentgw_config_info", "The configuration version being served (value is always 1).", ("version",)
         )
         self.config_last_reload = Gauge(
-            "agentgw_config_last_reload_success_timestamp_seconds", "Unix time of the last applied config.", ()
+            "agentgw_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last applied config.",
+            (),
         )
         self.metrics: list[Counter | Histogram] = [
             self.requests,
@@ -188,5 +207,8 @@ class Registry:
             for sample_name, labels, value in m.samples():
                 use = names if sample_name.endswith("_bucket") else m.label_names
                 label_text = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(use, labels, strict=False))
-                lines.append(f"{sample_name}{{{label_text}}} {value:g}" if label_text else f"{sample_name} {value:g}")
+                text = _value(value)
+                lines.append(
+                    f"{sample_name}{{{label_text}}} {text}" if label_text else f"{sample_name} {text}"
+                )
         return "\n".join(lines) + "\n"
