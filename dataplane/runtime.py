@@ -38,7 +38,9 @@ def tune_gc() -> None:
 
 
 class Worker:
-    def __init__(self, config: settings.Settings, access_log_fd: int | None = 1, host: str = "0.0.0.0") -> None:
+    def __init__(
+        self, config: settings.Settings, access_log_fd: int | None = 1, host: str = "0.0.0.0"
+    ) -> None:
         self.settings = config
         self.store = config_store.Store()
         self.stats = metrics.Registry()

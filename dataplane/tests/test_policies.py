@@ -49,8 +49,7 @@ async def test_backend_request_timeout_applies_per_attempt_and_retries(tmp: Path
     async with harness.Upstream(handler=slow_then_fast) as up:
         port = harness.free_port()
         policies = (
-            "        timeout: {backendRequestTimeout: 300ms}\n"
-            "        retry: {attempts: 2, codes: [503]}\n"
+            "        timeout: {backendRequestTimeout: 300ms}\n        retry: {attempts: 2, codes: [503]}\n"
         )
         gw = harness.GatewayProcess(tmp, harness.simple_config(port, up.address, policies)).start()
         try:
@@ -167,7 +166,8 @@ async def test_mirror_percentage_samples_requests(tmp: Path) -> None:
 async def test_a_failing_mirror_does_not_affect_the_client(tmp: Path) -> None:
     async with harness.Upstream() as up:
         port = harness.free_port()
-        policies = f"        requestMirror: {{backend: {{host: '127.0.0.1:{harness.free_port()}'}}, percentage: 1.0}}\n"
+        dead = f"127.0.0.1:{harness.free_port()}"
+        policies = f"        requestMirror: {{backend: {{host: '{dead}'}}, percentage: 1.0}}\n"
         gw = harness.GatewayProcess(tmp, harness.simple_config(port, up.address, policies)).start()
         try:
             assert (await _get(gw.url(port, "/")))[0] == 200
