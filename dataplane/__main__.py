@@ -1,8 +1,11 @@
-"""`agentgw-proxy`: run the gateway from a standalone file, or validate one.
+"""`agentgw-proxy`: run the gateway from a standalone file or from a control plane over xDS.
 
     agentgw-proxy -f config.yaml               serve; the file is watched and hot-reloaded
     agentgw-proxy -f config.yaml --workers 2   two processes sharing every port (SO_REUSEPORT)
     agentgw-proxy --validate -f config.yaml    print every problem and exit 1, or exit 0
+    XDS_ADDRESS=host:9978 NAMESPACE=ns GATEWAY=gw agentgw-proxy
+                                               subscribe to the controller instead of a file
+                                               (`-f` may still give the `config:` settings)
 
 With one worker (the default) this process serves traffic itself; with more, it becomes the
 supervisor (`supervisor.Supervisor`). SIGTERM drains: readiness fails, listeners stop accepting,
@@ -14,22 +17,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import uvloop
 
-from dataplane import admin, errors, runtime, supervisor
+from dataplane import admin, errors, runtime, settings, supervisor
 from dataplane.config import local, watch
+from dataplane.config import store as config_store
+from dataplane.telemetry import metrics
+from dataplane.xds import client as xds_client
 
 log = logging.getLogger("agentgw")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="agentgw-proxy", description="agentgw data-plane proxy")
-    p.add_argument("-f", "--file", required=True, help="standalone config file (agentgateway format)")
+    p.add_argument("-f", "--file", default=None, help="standalone config file (agentgateway format)")
+    p.add_argument(
+        "--xds-address", default=os.environ.get("XDS_ADDRESS") or None, help="host:port (env XDS_ADDRESS)"
+    )
+    p.add_argument("--namespace", default=os.environ.get("NAMESPACE", "default"), help="env NAMESPACE")
+    p.add_argument("--gateway", default=os.environ.get("GATEWAY", "default"), help="env GATEWAY")
     p.add_argument("--validate", "--validate-only", action="store_true", help="check the file and exit")
     p.add_argument(
         "--workers",
@@ -40,20 +54,59 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"))
     p.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.file is None and args.xds_address is None and args.worker_fd is None:
+        p.error("give a config file (-f FILE) or a control plane (--xds-address / XDS_ADDRESS)")
     if args.workers < 1:
         p.error(f"--workers must be at least 1 (got {args.workers})")
     return args
 
 
-async def _serve_single(path: str, cfg: local.LocalConfig, seen: watch.Fingerprint | None) -> int:
+def xds_source(args: argparse.Namespace, apply: xds_client.Apply, stats: metrics.Registry) -> Source:
+    """The controller as config source; the xDS client's metrics join the process's /metrics."""
+    client = xds_client.XdsClient(args.xds_address, args.namespace, args.gateway, apply)
+
+    async def run() -> None:
+        log.info("subscribing to %s as %s~%s", args.xds_address, args.namespace, args.gateway)
+        await client.run()
+
+    return Source(run=run, owned=client.stats.metrics)
+
+
+@dataclasses.dataclass
+class Source:
+    """Where configuration comes from: a task to run, and the metrics that task owns."""
+
+    run: Callable[[], Coroutine[Any, Any, None]]
+    owned: list[metrics.Counter | metrics.Histogram] = dataclasses.field(default_factory=list)
+
+
+def file_source(
+    path: str,
+    cfg: local.LocalConfig,
+    seen: watch.Fingerprint | None,
+    apply: watch.Apply,
+    store: config_store.Store,
+    stats: metrics.Registry,
+) -> Source:
+    source = watch.FileSource(path, apply, store, stats, cfg.settings, seen=seen)
+
+    async def run() -> None:
+        await source.load_initial(cfg)
+        await source.run()
+
+    return Source(run=run)
+
+
+async def _serve_single(cfg: local.LocalConfig, make_source: SourceFactory) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     worker = runtime.Worker(cfg.settings)
+    source = make_source(worker.apply, worker.store, worker.stats)
 
     async def metrics_text() -> str:
-        return worker.stats.render()
+        return worker.stats.render(owned=source.owned)
 
     # Operator endpoints first: a taken address fails before any traffic port opens, and
     # readiness answers 503 until the first config is applied.
@@ -62,20 +115,45 @@ async def _serve_single(path: str, cfg: local.LocalConfig, seen: watch.Fingerpri
         [("admin", a.admin_addr), ("stats", a.stats_addr), ("readiness", a.readiness_addr)],
         admin.Endpoints(worker.store, metrics_text, lambda: worker.store.ready and not stop.is_set()),
     )
-    source = watch.FileSource(path, worker.apply, worker.store, worker.stats, cfg.settings, seen=seen)
-    await source.load_initial(cfg)
-    runtime.tune_gc()
-    watcher = loop.create_task(source.run())
+    feeder = loop.create_task(source.run())
+    gc_tuned = False
+    while not stop.is_set() and not gc_tuned:
+        if worker.store.ready:
+            runtime.tune_gc()  # after the first config: its objects are frozen out of the GC
+            gc_tuned = True
+        else:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await stop.wait()
     await stop.wait()
     log.info("shutting down: draining connections (deadline %.1fs)", cfg.settings.drain.deadline)
     await asyncio.sleep(cfg.settings.drain.min_deadline)
-    watcher.cancel()
+    feeder.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await watcher
+        await feeder
     await worker.drain(cfg.settings.drain.deadline)
     for r in runners:
         await r.cleanup()
     return 0
+
+
+SourceFactory = Callable[[watch.Apply, config_store.Store, metrics.Registry], Source]
+
+
+def _startup(args: argparse.Namespace) -> tuple[local.LocalConfig, watch.Fingerprint | None]:
+    """Read the file if there is one; in xDS mode it may only carry startup settings."""
+    if args.file is None:
+        return local.LocalConfig(settings=settings.Settings(), resources=[]), None
+    seen = watch.fingerprint(args.file)  # before reading: an edit made meanwhile is reloaded
+    cfg = watch.load(args.file)
+    if args.xds_address and cfg.resources:
+        raise errors.ConfigError(
+            [
+                "binds, backends: routing comes from the control plane in xDS mode; "
+                "keep only `config:` in the file"
+            ]
+        )
+    return cfg, seen
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,25 +167,30 @@ def main(argv: list[str] | None = None) -> int:
         # a worker of a supervisor: settings and resources come over the control socket, so a
         # file edited (or broken) since the supervisor started does not matter here
         return uvloop.run(supervisor.run_worker(args.worker_fd))
-    seen = watch.fingerprint(args.file)  # before reading: an edit made meanwhile is reloaded
+    label = args.file or args.xds_address
     try:
-        cfg = watch.load(args.file)
+        cfg, seen = _startup(args)
     except errors.ConfigError as exc:
-        print(f"{args.file}: invalid configuration:", file=sys.stderr)
+        print(f"{label}: invalid configuration:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
     if args.validate:
-        n = len(cfg.resources)
-        print(f"{args.file}: valid ({n} resources)")
+        print(f"{label}: valid ({len(cfg.resources)} resources)")
         return 0
+
+    def make_source(apply: watch.Apply, store: config_store.Store, stats: metrics.Registry) -> Source:
+        if args.xds_address:
+            return xds_source(args, apply, stats)
+        return file_source(args.file, cfg, seen, apply, store, stats)
+
     try:
         if args.workers > 1:
-            sup = supervisor.Supervisor(args.file, cfg, args.workers, args.log_level, seen=seen)
+            sup = supervisor.Supervisor(cfg, args.workers, args.log_level, make_source)
             return uvloop.run(sup.run())
-        return uvloop.run(_serve_single(args.file, cfg, seen))
+        return uvloop.run(_serve_single(cfg, make_source))
     except admin.AddressError as exc:
-        print(f"{args.file}: {exc}", file=sys.stderr)
+        print(f"{label}: {exc}", file=sys.stderr)
         return 1
 
 

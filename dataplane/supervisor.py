@@ -28,6 +28,7 @@ import struct
 import subprocess
 import sys
 import typing
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -160,14 +161,13 @@ class WorkerStuck(TimeoutError):
 class Supervisor:
     def __init__(
         self,
-        path: str,
         cfg: local.LocalConfig,
         workers: int,
         log_level: str,
-        seen: watch.Fingerprint | None = None,
+        make_source: Callable[[watch.Apply, config_store.Store, metrics.Registry], Any],
     ) -> None:
-        self._path = path
-        self._seen = seen
+        self._make_source = make_source
+        self._owned: list[metrics.Counter | metrics.Histogram] = []
         self._cfg = cfg
         self._count = workers
         self._log_level = log_level
@@ -186,8 +186,6 @@ class Supervisor:
                 sys.executable,
                 "-m",
                 "dataplane",
-                "--file",
-                self._path,
                 "--log-level",
                 self._log_level,
                 "--worker-fd",
@@ -235,7 +233,7 @@ class Supervisor:
             *(c.request(b"M", b"", wait=5.0) for c in self._children), return_exceptions=True
         )
         snaps = [orjson.loads(r) for r in replies if isinstance(r, bytes)]
-        return self.stats.render(snaps)
+        return self.stats.render(snaps, owned=self._owned)
 
     def is_ready(self) -> bool:
         return self.store.ready and not self._stopping
@@ -283,10 +281,8 @@ class Supervisor:
         )
         for child in self._children:
             await self._spawn(child)
-        source = watch.FileSource(
-            self._path, self.apply, self.store, self.stats, self._cfg.settings, seen=self._seen
-        )
-        await source.load_initial(self._cfg)
+        source = self._make_source(self.apply, self.store, self.stats)
+        self._owned = source.owned
         tasks = [loop.create_task(source.run()), loop.create_task(self._watch_children())]
         await stop.wait()
         log.info("shutting down: draining %d workers", self._count)

@@ -187,8 +187,9 @@ class Registry:
             if metric is not None:
                 metric.merge(data)
 
-    def render(self, extra: Iterable[dict[str, Any]] = ()) -> str:
-        """Prometheus text exposition; `extra` snapshots (other workers) are added in."""
+    def render(self, extra: Iterable[dict[str, Any]] = (), owned: Iterable[Counter | Histogram] = ()) -> str:
+        """Prometheus text exposition; `extra` snapshots (other workers) are added in, and
+        `owned` metrics (the config source's, e.g. the xDS client's) are rendered as they are."""
         view = self
         extras = list(extra)
         if extras:
@@ -200,7 +201,7 @@ class Registry:
             view.config_info.values = dict(self.config_info.values)
             view.config_last_reload.values = dict(self.config_last_reload.values)
         lines: list[str] = []
-        for m in view.metrics:
+        for m in [*view.metrics, *owned]:
             lines.append(f"# HELP {m.name} {m.help}")
             lines.append(f"# TYPE {m.name} {m.kind}")
             names = m.label_names + (("le",) if isinstance(m, Histogram) else ())
