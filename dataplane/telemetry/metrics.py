@@ -111,6 +111,7 @@ def _fmt(bound: float) -> str:
 
 def _value(v: float) -> str:
     """A sample value without losing precision (`%g` printed 1234567 as 1.23457e+06)."""
+    v = float(v)  # counters may be fed ints
     if math.isnan(v):
         return "NaN"
     if math.isinf(v):

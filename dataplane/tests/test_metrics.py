@@ -39,3 +39,9 @@ def test_label_values_are_escaped() -> None:
     reg = metrics.Registry()
     reg.config_reloads.inc(('bad"value\n',))
     assert 'result="bad\\"value\\n"' in reg.render()
+
+
+def test_integer_amounts_render_like_floats() -> None:
+    reg = metrics.Registry()
+    reg.config_reloads.inc(("success",), 3)
+    assert 'agentgw_config_reloads_total{result="success"} 3' in reg.render()
