@@ -455,6 +455,7 @@ class Proxy:
         if ex.tunnel_prefix:
             conn.write(ex.tunnel_prefix)
         down.start_tunnel(conn.write, client_closed)
+        conn.set_producer(down)  # a fast client waits while the upstream's socket is full
         try:
             while True:
                 chunk = await from_upstream.read()

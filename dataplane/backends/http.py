@@ -44,6 +44,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._upgraded = False
         self._tunnel: streams.ByteStream | None = None
+        self._producer: streams.Readable | None = None
 
     # asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -65,7 +66,9 @@ class UpstreamConnection(asyncio.Protocol):
             if resp.head_received and resp.close_delimited:
                 resp.finish(keep_alive=False)
             else:
-                resp.fail(errors.UpstreamError("upstream closed the connection before the response was complete"))
+                resp.fail(
+                    errors.UpstreamError("upstream closed the connection before the response was complete")
+                )
         for w in self._drain_waiters:
             if not w.done():
                 w.set_exception(errors.UpstreamError("upstream connection closed"))
@@ -96,6 +99,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self._producer is not None:
+            self._producer.pause_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
@@ -103,6 +108,8 @@ class UpstreamConnection(asyncio.Protocol):
         for w in waiters:
             if not w.done():
                 w.set_result(None)
+        if self._producer is not None:
+            self._producer.resume_reading()
 
     # parser callbacks -----------------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -121,7 +128,9 @@ class UpstreamConnection(asyncio.Protocol):
         resp.status = status
         resp.keep_alive = self._parser.should_keep_alive()
         resp.head_received = True
-        resp.close_delimited = not any(k in (b"content-length", b"transfer-encoding") for k, _ in resp.headers)
+        resp.close_delimited = not any(
+            k in (b"content-length", b"transfer-encoding") for k, _ in resp.headers
+        )
         if resp.head_only or status in (204, 304) or status == 101:
             resp.close_delimited = False
         resp.head_waiter.set_result(None) if not resp.head_waiter.done() else None
@@ -170,6 +179,13 @@ class UpstreamConnection(asyncio.Protocol):
             self._pool.put(self)
         else:
             self.close()
+
+    def set_producer(self, producer: streams.Readable) -> None:
+        """Tunnels: whoever `write`s to this connection without awaiting `drain` (the client
+        side of a tunnel) is paused while the upstream socket's write buffer is full."""
+        self._producer = producer
+        if self._write_paused:
+            producer.pause_reading()
 
     def take_tunnel(self) -> streams.ByteStream:
         """After a 101: the bytes the upstream sends from now on."""
@@ -234,6 +250,8 @@ class UpstreamResponse:
         self.body.feed_eof()
         if not self.head_waiter.done():
             self.head_waiter.set_exception(errors.UpstreamError("upstream response ended without a head"))
+        if self.status == 101:
+            return  # the connection now carries the tunnel: its user closes it, never the pool
         self.conn.released(keep_alive and not self.head_only)
 
     def fail(self, exc: errors.ProxyError) -> None:
@@ -278,12 +296,16 @@ class Pool:
                 conn.close()
         return await self.connect(host, port, key, connect_timeout)
 
-    async def connect(self, host: str, port: int, key: str, connect_timeout: float | None) -> UpstreamConnection:
+    async def connect(
+        self, host: str, port: int, key: str, connect_timeout: float | None
+    ) -> UpstreamConnection:
         started = time.monotonic()
         timeout = connect_timeout or self._config.connect_timeout
         try:
             async with asyncio.timeout(timeout):
-                _, conn = await self._loop.create_connection(lambda: UpstreamConnection(self, key), host, port)
+                _, conn = await self._loop.create_connection(
+                    lambda: UpstreamConnection(self, key), host, port
+                )
         except TimeoutError as exc:
             raise errors.UpstreamUnavailable(f"connect to {key} timed out after {timeout:g}s") from exc
         except OSError as exc:

@@ -57,8 +57,8 @@ class Exchange:
         "_chunked",
         "_ended",
         "_pending_head",
-        "bytes_out",
         "body",
+        "bytes_out",
         "client_addr",
         "conn",
         "expect_continue",
@@ -137,9 +137,14 @@ class Exchange:
                 headers = [*headers, (b"content-length", b"%d" % content_length)]
             self._send_head(status, headers)
             return
+        if status == 101:
+            # Switching protocols: the head must leave now, before any tunnelled byte (the
+            # tunnel writes to the connection directly, not through this exchange).
+            self.conn.write(self._head(status, headers))
+            return
         if content_length is not None:
             headers = [*headers, (b"content-length", b"%d" % content_length)]
-        elif status != 101:
+        else:
             if self.version == b"1.1":
                 self._chunked = True
                 headers = [*headers, (b"transfer-encoding", b"chunked")]
@@ -167,6 +172,10 @@ class Exchange:
             self.conn.write(head)
 
     def write(self, data: bytes) -> None:
+        """Send body bytes; raise ClientGone once the client connection is closed, so a relay
+        stops pulling the upstream (an endless stream would otherwise be read forever)."""
+        if self.conn.closed:
+            raise errors.ClientGone("client closed the connection")
         if not data or self.method == "HEAD":
             return
         self.bytes_out += len(data)
@@ -231,6 +240,8 @@ class HTTP1Connection(asyncio.Protocol):
         self._queue: collections.deque[Exchange] = collections.deque()
         self._url_parts: list[bytes] = []
         self._head_bytes = 0
+        self._in_head = False
+        self._began = 0
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._closing = False
@@ -238,6 +249,8 @@ class HTTP1Connection(asyncio.Protocol):
         self._tunnel: Callable[[bytes], None] | None = None
         self._tunnel_closed: Callable[[], None] | None = None
         self._resume_callbacks: list[Callable[[], None]] = []
+        self._peer_eof = False
+        self._task: asyncio.Task[None] | None = None
 
     # asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -267,6 +280,11 @@ class HTTP1Connection(asyncio.Protocol):
         if self._tunnel_closed is not None:
             cb, self._tunnel_closed = self._tunnel_closed, None
             cb()
+        current, task = self._current, self._task
+        if current is not None and not current.ended and task is not None and not task.done():
+            # Nobody will read the answer: stop waiting for the upstream (a slow first byte
+            # from an LLM or a long poll would otherwise hold the upstream request open).
+            task.cancel()
 
     def data_received(self, data: bytes) -> None:
         if self._tunnel is not None:
@@ -277,15 +295,12 @@ class HTTP1Connection(asyncio.Protocol):
             if self._current is not None:
                 self._current.tunnel_prefix += data
             return
-        if self._state == IDLE:
+        was_idle = self._state == IDLE
+        if was_idle:
             self._state = READING_HEAD
             self.deadline = self._loop.time() + self._limits.header_read_timeout
-            self._head_bytes = 0
-        if self._state == READING_HEAD:
-            self._head_bytes += len(data)
-            if self._head_bytes > self._limits.max_header_bytes + 4096:
-                self._reject(errors.HeadersTooLarge("request head exceeds %d bytes" % self._limits.max_header_bytes))
-                return
+        continuing_head = self._in_head
+        self._began = 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -294,16 +309,38 @@ class HTTP1Connection(asyncio.Protocol):
             target = self._current or self._parsing
             if target is not None:
                 target.tunnel_prefix += data[offset:]
+            return
         except httptools.HttpParserError as exc:
-            if self._state != CLOSED:
+            # Errors raised by our parser callbacks (header limits, framing checks) come back
+            # wrapped in HttpParserCallbackError with the original as context.
+            cause = exc.__context__
+            if isinstance(cause, errors.ProxyError):
+                self._reject(cause)
+            elif self._state != CLOSED:
                 self._reject(errors.BadRequest(f"malformed request: {exc}"))
+            return
         except errors.ProxyError as exc:
             self._reject(exc)
+            return
+        if self._in_head:
+            # A head still incomplete after this segment. Count the segment only when all of it
+            # is head: the head started before it, or it started a head on an idle connection.
+            # (A head that begins after a body in the same segment is counted from the next
+            # one: memory stays bounded by the limit plus one read.) Heads that complete are
+            # measured exactly in on_headers_complete.
+            if (continuing_head and self._began == 0) or (was_idle and self._began == 1):
+                self._head_bytes += len(data)
+            if self._head_bytes > self._limits.max_header_bytes:
+                self._reject(
+                    errors.HeadersTooLarge(f"request head exceeds {self._limits.max_header_bytes} bytes")
+                )
 
     def eof_received(self) -> bool | None:
-        if self._current is None and not self._queue:
-            return False  # close now
-        return True  # half-close: finish the response in flight, then close
+        self._peer_eof = True
+        if self._tunnel is not None:
+            return False  # a tunnel ends with its client: close, and the tunnel with it
+        # Nothing in flight: close now. Otherwise half-close: finish that response, then close.
+        return self._current is not None or bool(self._queue)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -325,6 +362,9 @@ class HTTP1Connection(asyncio.Protocol):
             self.deadline = self._loop.time() + self._limits.header_read_timeout
         self._parsing = Exchange(self)
         self._url_parts = []
+        self._in_head = True
+        self._head_bytes = 0
+        self._began += 1
 
     def on_url(self, url: bytes) -> None:
         self._url_parts.append(url)
@@ -339,18 +379,26 @@ class HTTP1Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         ex = self._parsing
         assert ex is not None
+        self._in_head = False
         parser = self._parser
         ex.method = parser.get_method().decode("ascii")
         ex.version = parser.get_http_version().encode()
         ex.keep_alive = parser.should_keep_alive()
         ex.upgrade = parser.should_upgrade()
         target = b"".join(self._url_parts)
+        # The exact size of the head as sent (request line, header lines, blank line).
+        head_size = len(ex.method) + len(target) + 14 + sum(len(k) + len(v) + 4 for k, v in ex.headers)
+        if head_size > self._limits.max_header_bytes:
+            raise errors.HeadersTooLarge(f"request head exceeds {self._limits.max_header_bytes} bytes")
         ex.raw_target = target
         path, sep, query = target.partition(b"?")
         if not path.startswith(b"/"):
             if path == b"*" or ex.method == "CONNECT":
                 raise errors.BadRequest(f"{ex.method} {path.decode('latin-1')} is not supported")
-            path = _origin_form(path)
+            authority, path = _origin_form(path)
+            # RFC 9112 3.2.2: the target's authority replaces any Host header.
+            ex.headers = [h for h in ex.headers if h[0] != b"host"]
+            ex.headers.append((b"host", authority))
         ex.path = path.decode("latin-1")
         ex.query = query.decode("latin-1") if sep else ""
         self._check_framing(ex)
@@ -383,6 +431,8 @@ class HTTP1Connection(asyncio.Protocol):
     @staticmethod
     def _check_framing(ex: Exchange) -> None:
         """Reject the request-smuggling shapes llhttp lets through."""
+        if sum(1 for k, _ in ex.headers if k == b"host") > 1:
+            raise errors.BadRequest("more than one Host header")
         lengths = [v for k, v in ex.headers if k == b"content-length"]
         encodings = [v for k, v in ex.headers if k == b"transfer-encoding"]
         if len(set(lengths)) > 1:
@@ -406,7 +456,7 @@ class HTTP1Connection(asyncio.Protocol):
     # request lifecycle ----------------------------------------------------------------------
     def _dispatch(self, ex: Exchange) -> None:
         self._current = ex
-        self._loop.create_task(self._run(ex))
+        self._task = self._loop.create_task(self._run(ex))
 
     async def _run(self, ex: Exchange) -> None:
         try:
@@ -448,7 +498,9 @@ class HTTP1Connection(asyncio.Protocol):
             self._transport.resume_reading()
             self._dispatch(nxt)
         elif self._parsing is not None:
+            # The next request's head is partly here: its header-read clock starts now.
             self._state = READING_HEAD
+            self.deadline = self._loop.time() + self._limits.header_read_timeout
         else:
             self._set_idle()
 
@@ -479,6 +531,10 @@ class HTTP1Connection(asyncio.Protocol):
     def write_paused(self) -> bool:
         return self._write_paused
 
+    @property
+    def closed(self) -> bool:
+        return self._state == CLOSED
+
     async def drain(self) -> None:
         if self._state == CLOSED:
             raise errors.ClientGone("client closed the connection")
@@ -508,8 +564,14 @@ class HTTP1Connection(asyncio.Protocol):
         self._tunnel_closed = closed
         self._state = ACTIVE
         self.deadline = 0.0
-        if self._transport is not None:
-            self._transport.resume_reading()
+        if self._peer_eof or self._transport is None or self._transport.is_closing():
+            # The client went away while the upgrade was pending: end the tunnel right away.
+            self.close()
+            cb, self._tunnel_closed = self._tunnel_closed, None
+            if cb is not None:
+                cb()
+            return
+        self._transport.resume_reading()
 
     def close(self) -> None:
         if self._transport is not None and self._state != CLOSED:
@@ -541,10 +603,14 @@ class HTTP1Connection(asyncio.Protocol):
                 self.close()
 
 
-def _origin_form(target: bytes) -> bytes:
-    """Absolute-form targets ("http://host/path") are reduced to their path."""
+def _origin_form(target: bytes) -> tuple[bytes, bytes]:
+    """Split an absolute-form target ("http://host/path") into (authority, path)."""
     scheme_end = target.find(b"://")
-    if scheme_end < 0:
-        raise errors.BadRequest("request target must start with '/'")
+    if scheme_end < 0 or target[:scheme_end].lower() not in (b"http", b"https"):
+        raise errors.BadRequest("request target must start with '/' or 'http://'")
     slash = target.find(b"/", scheme_end + 3)
-    return target[slash:] if slash >= 0 else b"/"
+    authority = target[scheme_end + 3 : slash if slash >= 0 else len(target)]
+    authority = authority.rpartition(b"@")[2]  # userinfo is never forwarded
+    if not authority:
+        raise errors.BadRequest("absolute-form request target without a host")
+    return authority, (target[slash:] if slash >= 0 else b"/")
