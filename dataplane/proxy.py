@@ -15,6 +15,8 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from dataplane import errors, routing, tables
 from dataplane.backends import http as upstream
@@ -68,6 +70,131 @@ class _Attempt:
         self.error = ""
 
 
+class _Plan:
+    """A routed request, ready for a backend."""
+
+    __slots__ = ("authority", "extra_response", "headers", "match", "route", "up_path")
+
+    def __init__(
+        self,
+        route: tables.Route,
+        match: routing.Match,
+        authority: str,
+        headers: list[tuple[bytes, bytes]],
+        up_path: str,
+        extra_response: list[tuple[bytes, bytes]],
+    ) -> None:
+        self.route = route
+        self.match = match
+        self.authority = authority
+        self.headers = headers
+        self.up_path = up_path
+        self.extra_response = extra_response
+
+
+def response_headers(
+    route: tables.Route,
+    target: tables.Target,
+    upstream_headers: list[tuple[bytes, bytes]],
+    extra: list[tuple[bytes, bytes]],
+) -> list[tuple[bytes, bytes]]:
+    """The client's response headers: upstream's minus hop-by-hop, with header policies."""
+    headers = [h for h in upstream_headers if h[0] not in RESPONSE_HOP_BY_HOP]
+    if route.policy.response_headers is not None:
+        headers = route.policy.response_headers.apply(headers)
+    if target.response_headers is not None:
+        headers = target.response_headers.apply(headers)
+    if extra:
+        headers.extend(extra)
+    return headers
+
+
+class FastRelay(upstream.Response):
+    """The fast lane's response: upstream parser callbacks write straight to the client.
+
+    Backpressure: when the client's socket is full, the upstream connection stops reading until
+    it drains. A stale pooled connection that fails before any response byte hands the request
+    to the full pipeline (which reconnects); any other failure is answered like the pipeline's.
+    """
+
+    __slots__ = ("_ex", "_info", "_plan", "_proxy", "_started", "_target")
+
+    def __init__(
+        self,
+        proxy: Proxy,
+        ex: http1.Exchange,
+        info: _Attempt,
+        plan: _Plan,
+        target: tables.Target,
+        conn: upstream.UpstreamConnection,
+    ) -> None:
+        super().__init__(conn, head_only=ex.method == "HEAD")
+        self._proxy = proxy
+        self._ex = ex
+        self._info = info
+        self._plan = plan
+        self._target = target
+        self._started = time.monotonic()
+        conn.begin(self)
+
+    def on_head(self) -> None:
+        headers = response_headers(self._plan.route, self._target, self.headers, self._plan.extra_response)
+        self._ex.start(self.status, headers, self.content_length())
+
+    def on_body(self, chunk: bytes) -> None:
+        ex = self._ex
+        try:
+            ex.write(chunk)
+        except errors.ClientGone:
+            self.client_gone()
+            return
+        down = ex.conn
+        if down.write_paused:
+            self.conn.pause_reading()
+            down.on_resume(self.conn.resume_reading)
+
+    def finish(self, keep_alive: bool) -> None:
+        if self.complete:
+            return
+        self.complete = True
+        ex = self._ex
+        if not ex.ended:
+            ex.end()
+        self.conn.released(keep_alive and not self.head_only)
+        stats = self._proxy._stats
+        stats.upstream_call_duration.observe((self._target.name, "primary"), time.monotonic() - self._started)
+        self._proxy._record(ex, self._info)
+
+    def fail(self, exc: errors.ProxyError) -> None:
+        if self.complete:
+            return
+        self.complete = True
+        self.conn.released(False)
+        ex = self._ex
+        if not self.head_received and self.conn.reused and not ex.ended:
+            # The idle connection was closed under us: the full pipeline connects afresh.
+            task = asyncio.get_running_loop().create_task(
+                self._proxy._forward_task(ex, self._info, self._plan)
+            )
+
+            def cancel() -> None:
+                task.cancel()
+
+            ex.on_gone = cancel
+            return
+        self._proxy._answer_error(ex, self._info, exc)
+        self._proxy._record(ex, self._info)
+
+    def client_gone(self) -> None:
+        """The client left mid-response: stop reading the upstream and log the exchange."""
+        if self.complete:
+            return
+        self.complete = True
+        self.conn.abort()
+        self._info.error = "client_disconnected: client closed the connection"
+        self._proxy._record(self._ex, self._info)
+
+
 class Proxy:
     def __init__(
         self,
@@ -87,19 +214,41 @@ class Proxy:
         self._mirrors: set[asyncio.Task[None]] = set()
 
     # entry point ----------------------------------------------------------------------------
-    async def handle(self, ex: http1.Exchange) -> None:
+    def handle(self, ex: http1.Exchange) -> Coroutine[Any, Any, None] | None:
+        """Serve one request. Answers at once, or starts the fast lane (callbacks), and returns
+        None; or returns the coroutine of the full pipeline for the server to run as a task."""
         info = _Attempt()
         try:
-            await self._serve(ex, info)
+            plan = self._plan(ex, info)
+            if plan is None:  # answered by the gateway itself (redirect, direct, CORS preflight)
+                self._record(ex, info)
+                return None
+            if self._fast_lane(ex, info, plan):
+                return None
         except errors.ProxyError as exc:
-            info.error = f"{exc.reason}: {exc}"
-            if not ex.head_sent:
-                status, headers, body = errors.response_for(exc)
-                ex.respond(status, headers, body)
-            else:
-                ex.abort()
+            self._answer_error(ex, info, exc)
+            self._record(ex, info)
+            return None
+        return self._forward_task(ex, info, plan)
+
+    async def _forward_task(self, ex: http1.Exchange, info: _Attempt, plan: _Plan) -> None:
+        try:
+            await self._forward(ex, info, plan)
+        except errors.ProxyError as exc:
+            self._answer_error(ex, info, exc)
         finally:
             self._record(ex, info)
+
+    @staticmethod
+    def _answer_error(ex: http1.Exchange, info: _Attempt, exc: errors.ProxyError) -> None:
+        info.error = f"{exc.reason}: {exc}"
+        if ex.ended:
+            return
+        if not ex.head_sent:
+            status, headers, body = errors.response_for(exc)
+            ex.respond(status, headers, body)
+        else:
+            ex.abort()
 
     def _record(self, ex: http1.Exchange, info: _Attempt) -> None:
         elapsed = time.monotonic() - ex.started
@@ -111,7 +260,7 @@ class Proxy:
             self._log.record(
                 {
                     "method": ex.method,
-                    "host": ex.header("host"),
+                    "host": ex.authority or None,
                     "path": ex.path,
                     "status": status,
                     "route": info.route or None,
@@ -125,10 +274,12 @@ class Proxy:
             )
 
     # pipeline -------------------------------------------------------------------------------
-    async def _serve(self, ex: http1.Exchange, info: _Attempt) -> None:
+    def _plan(self, ex: http1.Exchange, info: _Attempt) -> _Plan | None:
+        """Route the request and apply the policies that need no upstream. Pure of I/O except
+        for answering redirects, direct responses and CORS preflights (then None)."""
         snapshot = self._store.tables
         bind = snapshot.binds.get(ex.port)
-        authority = ex.header("host") or ""
+        authority = ex.authority
         host = routing.split_host(authority)
         listener = bind.listeners.first(host) if bind is not None else None
         if listener is None:
@@ -148,15 +299,15 @@ class Proxy:
             if origin is not None and policy.cors.allows(origin):
                 if ex.method == "OPTIONS" and ex.header("access-control-request-method") is not None:
                     ex.respond(200, filters.cors_preflight_headers(policy.cors, origin))
-                    return
+                    return None
                 extra_response = filters.cors_response_headers(policy.cors, origin)
 
         if policy.redirect is not None:
             self._redirect(ex, policy.redirect, authority, path, match)
-            return
+            return None
         if policy.direct_status is not None:
             ex.respond(policy.direct_status, [(b"content-type", b"text/plain")], policy.direct_body)
-            return
+            return None
 
         headers = ex.headers
         if policy.request_headers is not None:
@@ -164,7 +315,42 @@ class Proxy:
         up_path = path
         if policy.rewrite is not None:
             up_path = filters.new_path(policy.rewrite.path, path, match.path_kind, match.path)
-        await self._forward(ex, info, route, match, authority, headers, up_path, extra_response)
+        return _Plan(route, match, authority, headers, up_path, extra_response)
+
+    # fast lane ------------------------------------------------------------------------------
+    def _fast_lane(self, ex: http1.Exchange, info: _Attempt, plan: _Plan) -> bool:
+        """Forward without a task when nothing needs waiting but the upstream's answer.
+
+        Eligible: no request body, no upgrade, no retry, timeout or mirror, and an idle pooled
+        connection to the chosen backend. Then the request is written now and the upstream
+        connection's parser callbacks write the response to the client (`FastRelay`). This is
+        most proxied traffic, and skips a task, two futures and a body stream per request.
+        """
+        policy = plan.route.policy
+        if (
+            ex.body is not streams.EMPTY
+            or ex.upgrade
+            or policy.retry is not None
+            or policy.mirrors
+            or policy.timeouts.request is not None
+            or policy.timeouts.backend is not None
+        ):
+            return False
+        target = plan.route.pick()
+        if target is None:
+            raise errors.ProxyError("the route has no backend with a non-zero weight")
+        if target.redirect is not None or target.request_timeout is not None:
+            return False
+        conn = self._pool.take_idle(target.host, target.port)
+        if conn is None:
+            return False
+        info.backend = target.name
+        info.upstream_addr = target.address
+        head = self._upstream_head(ex, plan.route, target, plan.authority, plan.headers, plan.up_path, b"")
+        relay = FastRelay(self, ex, info, plan, target, conn)
+        ex.on_gone = relay.client_gone
+        conn.write(head)
+        return True
 
     def _redirect(
         self, ex: http1.Exchange, r: tables.Redirect, authority: str, path: str, match: routing.Match
@@ -197,18 +383,10 @@ class Proxy:
         target_uri = (up_path + ("?" + ex.query if ex.query else "")).encode("latin-1")
         return self._request_head(ex, headers, target_uri, body, target)
 
-    async def _forward(
-        self,
-        ex: http1.Exchange,
-        info: _Attempt,
-        route: tables.Route,
-        match: routing.Match,
-        authority: str,
-        headers: list[tuple[bytes, bytes]],
-        up_path: str,
-        extra_response: list[tuple[bytes, bytes]],
-    ) -> None:
+    async def _forward(self, ex: http1.Exchange, info: _Attempt, plan: _Plan) -> None:
         """Pick a backend and send; a retry picks again, so a dead backend is stepped around."""
+        route, match, authority, headers = plan.route, plan.match, plan.authority, plan.headers
+        up_path, extra_response = plan.up_path, plan.extra_response
         policy = route.policy
         retry = policy.retry
         # body_bytes is the whole body when known (replayable); None means stream it.
@@ -285,14 +463,14 @@ class Proxy:
         target: tables.Target,
     ) -> bytes:
         lines = [ex.method.encode(), b" ", target_uri, b" HTTP/1.1\r\n"]
-        connection_tokens: set[bytes] = set()
+        skip = HOP_BY_HOP
+        for name, value in headers:
+            if name == b"connection":
+                skip = HOP_BY_HOP | {t.strip().lower() for t in value.split(b",")}
         forwarded_for = ex.client_addr.encode()
         has_host = False
         for name, value in headers:
-            if name == b"connection":
-                connection_tokens.update(t.strip().lower() for t in value.split(b","))
-        for name, value in headers:
-            if name in HOP_BY_HOP or name in connection_tokens:
+            if name in skip:
                 continue
             if name == b"x-forwarded-for":
                 forwarded_for = value + b", " + forwarded_for
@@ -408,14 +586,7 @@ class Proxy:
         extra: list[tuple[bytes, bytes]],
     ) -> None:
         """Send the upstream response to the client: head with policies applied, then body."""
-        headers = [h for h in resp.headers if h[0] not in RESPONSE_HOP_BY_HOP]
-        policy = route.policy
-        if policy.response_headers is not None:
-            headers = policy.response_headers.apply(headers)
-        if target.response_headers is not None:
-            headers = target.response_headers.apply(headers)
-        if extra:
-            headers.extend(extra)
+        headers = response_headers(route, target, resp.headers, extra)
         if resp.status == 101 and ex.upgrade:
             await self._tunnel(ex, resp, headers)
             return

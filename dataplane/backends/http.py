@@ -15,6 +15,7 @@ Errors: connect failures raise `errors.UpstreamUnavailable` (503), a reset or ma
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import collections
 import socket
@@ -26,6 +27,8 @@ import httptools
 from dataplane import errors, settings
 from dataplane.server import streams
 from dataplane.telemetry import metrics
+
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -39,7 +42,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.reused = False
-        self._response: UpstreamResponse | None = None
+        self._response: Response | None = None
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._upgraded = False
@@ -115,7 +118,10 @@ class UpstreamConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         resp = self._response
         if resp is not None:
-            resp.headers.append((name.lower(), value))
+            name = name.lower()
+            resp.headers.append((name, value))
+            if name in _FRAMING:
+                resp.framed = True
 
     def on_headers_complete(self) -> None:
         resp = self._response
@@ -124,24 +130,23 @@ class UpstreamConnection(asyncio.Protocol):
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             resp.headers = []  # interim response (100 Continue): wait for the final one
+            resp.framed = False
             return
         resp.status = status
         resp.keep_alive = self._parser.should_keep_alive()
         resp.head_received = True
-        resp.close_delimited = not any(
-            k in (b"content-length", b"transfer-encoding") for k, _ in resp.headers
-        )
+        resp.close_delimited = not resp.framed
         if resp.head_only or status in (204, 304) or status == 101:
             resp.close_delimited = False
-        resp.head_waiter.set_result(None) if not resp.head_waiter.done() else None
-        if resp.head_only and status != 101:
+        resp.on_head()
+        if resp.head_only and status != 101 and not resp.complete:
             # HEAD: llhttp cannot know there is no body; end here and never reuse the connection.
             resp.finish(keep_alive=False)
 
     def on_body(self, body: bytes) -> None:
         resp = self._response
         if resp is not None:
-            resp.body.feed(body)
+            resp.on_body(body)
 
     def on_message_complete(self) -> None:
         resp = self._response
@@ -149,9 +154,8 @@ class UpstreamConnection(asyncio.Protocol):
             resp.finish(keep_alive=resp.keep_alive and not self._upgraded)
 
     # used by the exchange -------------------------------------------------------------------
-    def begin(self, resp: UpstreamResponse) -> None:
+    def begin(self, resp: Response) -> None:
         self._response = resp
-        resp.body = streams.ByteStream(self)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -204,37 +208,51 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.abort()
 
 
-class UpstreamResponse:
-    """The response to one upstream request: head fields, a body stream, completion."""
+class Response(abc.ABC):
+    """What an upstream connection reports one response to. Two kinds exist:
+
+    - `UpstreamResponse`: for coroutines; the head is a future, the body a `streams.ByteStream`.
+    - `proxy.FastRelay`: the request path's fast lane; callbacks write straight to the client.
+
+    The connection fills `status`, `headers`, `keep_alive`, `head_received`, `close_delimited`,
+    then calls `on_head`, `on_body` per chunk, and `finish` or `fail` once.
+    """
 
     __slots__ = (
-        "body",
         "close_delimited",
         "complete",
         "conn",
-        "done_waiter",
+        "framed",
         "head_only",
         "head_received",
-        "head_waiter",
         "headers",
         "keep_alive",
         "status",
     )
 
     def __init__(self, conn: UpstreamConnection, head_only: bool) -> None:
-        loop = asyncio.get_running_loop()
         self.conn = conn
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.keep_alive = False
         self.head_received = False
         self.close_delimited = False
+        self.framed = False
+        """Content-Length or Transfer-Encoding seen: the body is not delimited by close."""
         self.complete = False
         self.head_only = head_only
-        self.head_waiter: asyncio.Future[None] = loop.create_future()
-        self.done_waiter: asyncio.Future[None] | None = None
-        self.body = streams.EMPTY
-        conn.begin(self)
+
+    @abc.abstractmethod
+    def on_head(self) -> None: ...
+
+    @abc.abstractmethod
+    def on_body(self, chunk: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def finish(self, keep_alive: bool) -> None: ...
+
+    @abc.abstractmethod
+    def fail(self, exc: errors.ProxyError) -> None: ...
 
     def content_length(self) -> int | None:
         for k, v in self.headers:
@@ -244,6 +262,25 @@ class UpstreamResponse:
                 except ValueError:
                     return None
         return None
+
+
+class UpstreamResponse(Response):
+    """The response to one upstream request, awaited by a coroutine: head future, body stream."""
+
+    __slots__ = ("body", "head_waiter")
+
+    def __init__(self, conn: UpstreamConnection, head_only: bool) -> None:
+        super().__init__(conn, head_only)
+        self.head_waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.body = streams.ByteStream(conn)
+        conn.begin(self)
+
+    def on_head(self) -> None:
+        if not self.head_waiter.done():
+            self.head_waiter.set_result(None)
+
+    def on_body(self, chunk: bytes) -> None:
+        self.body.feed(chunk)
 
     def finish(self, keep_alive: bool) -> None:
         self.complete = True
@@ -283,9 +320,9 @@ class Pool:
         self._connect_duration = stats.upstream_connect_duration
         self._loop = asyncio.get_running_loop()
 
-    async def acquire(self, host: str, port: int, connect_timeout: float | None) -> UpstreamConnection:
-        key = f"{host}:{port}"
-        idle = self._idle.get(key)
+    def take_idle(self, host: str, port: int) -> UpstreamConnection | None:
+        """An idle pooled connection, or None — without waiting (the request path's fast lane)."""
+        idle = self._idle.get(f"{host}:{port}")
         if idle:
             horizon = self._loop.time() - self._config.pool_idle_timeout
             while idle:
@@ -294,7 +331,13 @@ class Pool:
                     conn.reused = True
                     return conn
                 conn.close()
-        return await self.connect(host, port, key, connect_timeout)
+        return None
+
+    async def acquire(self, host: str, port: int, connect_timeout: float | None) -> UpstreamConnection:
+        conn = self.take_idle(host, port)
+        if conn is not None:
+            return conn
+        return await self.connect(host, port, f"{host}:{port}", connect_timeout)
 
     async def connect(
         self, host: str, port: int, key: str, connect_timeout: float | None

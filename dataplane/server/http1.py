@@ -34,9 +34,13 @@ from dataplane.server import streams
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[["Exchange"], Coroutine[Any, Any, None]]
+Handler = Callable[["Exchange"], Coroutine[Any, Any, None] | None]
+"""Called per request, synchronously. It answers at once (or arranges callbacks that will) and
+returns None, or returns a coroutine that the connection runs as a task."""
 
 REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
+_SPECIAL = frozenset({b"host", b"content-length", b"transfer-encoding", b"expect"})
+"""Headers that framing checks and routing look at; counted as they are parsed."""
 _CHUNK_END = b"0\r\n\r\n"
 
 IDLE, READING_HEAD, ACTIVE, CLOSED = 0, 1, 2, 3
@@ -57,19 +61,23 @@ class Exchange:
         "_chunked",
         "_ended",
         "_pending_head",
+        "authority",
         "body",
         "bytes_out",
         "client_addr",
         "conn",
         "expect_continue",
         "head_sent",
+        "head_size",
         "headers",
         "keep_alive",
         "method",
+        "on_gone",
         "path",
         "port",
         "query",
         "raw_target",
+        "special",
         "started",
         "status",
         "tunnel_prefix",
@@ -99,6 +107,13 @@ class Exchange:
         self._chunked = False
         self._ended = False
         self._pending_head = b""
+        self.authority = ""
+        """The Host header (or the absolute-form target's authority), decoded once."""
+        self.head_size = 0
+        self.special = 0
+        """How many Host / Content-Length / Transfer-Encoding / Expect headers the request has."""
+        self.on_gone: Callable[[], None] | None = None
+        """Set by a callback-driven handler: called if the client leaves before the end."""
 
     # request accessors ----------------------------------------------------------------------
     def header(self, name: str) -> str | None:
@@ -281,10 +296,13 @@ class HTTP1Connection(asyncio.Protocol):
             cb, self._tunnel_closed = self._tunnel_closed, None
             cb()
         current, task = self._current, self._task
-        if current is not None and not current.ended and task is not None and not task.done():
+        if current is not None and not current.ended:
             # Nobody will read the answer: stop waiting for the upstream (a slow first byte
             # from an LLM or a long poll would otherwise hold the upstream request open).
-            task.cancel()
+            if task is not None and not task.done():
+                task.cancel()
+            elif current.on_gone is not None:
+                current.on_gone()
 
     def data_received(self, data: bytes) -> None:
         if self._tunnel is not None:
@@ -372,7 +390,13 @@ class HTTP1Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         ex = self._parsing
         assert ex is not None
-        ex.headers.append((name.lower(), value))
+        name = name.lower()
+        ex.headers.append((name, value))
+        ex.head_size += len(name) + len(value) + 4
+        if name in _SPECIAL:
+            ex.special += 1
+            if name == b"host":
+                ex.authority = value.decode("latin-1")
         if len(ex.headers) > self._limits.max_header_count:
             raise errors.HeadersTooLarge(f"more than {self._limits.max_header_count} request headers")
 
@@ -387,7 +411,7 @@ class HTTP1Connection(asyncio.Protocol):
         ex.upgrade = parser.should_upgrade()
         target = b"".join(self._url_parts)
         # The exact size of the head as sent (request line, header lines, blank line).
-        head_size = len(ex.method) + len(target) + 14 + sum(len(k) + len(v) + 4 for k, v in ex.headers)
+        head_size = len(ex.method) + len(target) + 14 + ex.head_size
         if head_size > self._limits.max_header_bytes:
             raise errors.HeadersTooLarge(f"request head exceeds {self._limits.max_header_bytes} bytes")
         ex.raw_target = target
@@ -399,10 +423,12 @@ class HTTP1Connection(asyncio.Protocol):
             # RFC 9112 3.2.2: the target's authority replaces any Host header.
             ex.headers = [h for h in ex.headers if h[0] != b"host"]
             ex.headers.append((b"host", authority))
+            ex.authority = authority.decode("latin-1")
         ex.path = path.decode("latin-1")
         ex.query = query.decode("latin-1") if sep else ""
-        self._check_framing(ex)
-        if self._has_body(ex):
+        if ex.special:
+            self._check_framing(ex)
+        if ex.special and self._has_body(ex):
             ex.body = streams.ByteStream(self, self._limits.body_buffer_high_water)
             ex.expect_continue = ex.version == b"1.1" and any(
                 k == b"expect" and v.lower() == b"100-continue" for k, v in ex.headers
@@ -456,11 +482,22 @@ class HTTP1Connection(asyncio.Protocol):
     # request lifecycle ----------------------------------------------------------------------
     def _dispatch(self, ex: Exchange) -> None:
         self._current = ex
-        self._task = self._loop.create_task(self._run(ex))
-
-    async def _run(self, ex: Exchange) -> None:
+        self._task = None
         try:
-            await self._handler(ex)
+            coro = self._handler(ex)
+        except errors.ProxyError as exc:
+            self._fail(ex, exc)
+            return
+        except Exception:
+            log.exception("unhandled error serving %s %s", ex.method, ex.path)
+            self._fail(ex, errors.ProxyError("internal error"))
+            return
+        if coro is not None:
+            self._task = self._loop.create_task(self._run(ex, coro))
+
+    async def _run(self, ex: Exchange, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
         except errors.ProxyError as exc:
             self._fail(ex, exc)
         except Exception:
@@ -497,7 +534,7 @@ class HTTP1Connection(asyncio.Protocol):
             nxt = self._queue.popleft()
             self._transport.resume_reading()
             self._dispatch(nxt)
-        elif self._parsing is not None:
+        elif self._parsing is not None and self._parsing is not ex:
             # The next request's head is partly here: its header-read clock starts now.
             self._state = READING_HEAD
             self.deadline = self._loop.time() + self._limits.header_read_timeout

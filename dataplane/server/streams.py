@@ -19,7 +19,18 @@ class Readable(Protocol):
 
 
 class ByteStream:
-    __slots__ = ("_chunks", "_eof", "_exc", "_high", "_low", "_paused", "_size", "_source", "_waiter", "received")
+    __slots__ = (
+        "_chunks",
+        "_eof",
+        "_exc",
+        "_high",
+        "_low",
+        "_paused",
+        "_size",
+        "_source",
+        "_waiter",
+        "received",
+    )
 
     def __init__(self, source: Readable | None, high_water: int = 256 * 1024) -> None:
         self._chunks: collections.deque[bytes] = collections.deque()
