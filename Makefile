@@ -44,10 +44,13 @@ gen: $(STAMP) ## Regenerate protobuf code from api/proto
 gen-check: gen ## Fail if regenerated code differs from what is checked in
 	@git diff --exit-code -- api/proto || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
 
-bench: bench-http ## Run all benchmarks
+bench: bench-http bench-xds ## Run all benchmarks
 
 bench-http: $(STAMP) ## HTTP proxy benchmark: direct, nginx, agentgw 1 and 2 workers (wrk)
 	bash bench/http/run.sh
+
+bench-xds: $(STAMP) ## xDS benchmark: propagation at 10/1,000/10,000 routes, initial sync, memory
+	bash bench/xds/run.sh
 
 lock: ## Re-resolve and pin dependencies into requirements.lock
 	rm -rf /tmp/agentgw-lock-venv && $(PYTHON) -m venv /tmp/agentgw-lock-venv
@@ -58,4 +61,4 @@ lock: ## Re-resolve and pin dependencies into requirements.lock
 clean: ## Remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install run test lint fmt typecheck gen gen-check bench bench-http lock clean
+.PHONY: help install run test lint fmt typecheck gen gen-check bench bench-http bench-xds lock clean

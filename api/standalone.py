@@ -28,6 +28,9 @@ from google.protobuf import duration_pb2
 from api import durations, errors
 from api.proto.agentgw.v1 import resource_pb2 as pb
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader when PyYAML was built with it: ~2x faster on a 10,000-route file."""
+
 DEFAULT_MAX_BUFFER_SIZE = 2 * 1024 * 1024
 """agentgateway's `frontendPolicies.http.maxBufferSize` default."""
 
@@ -645,7 +648,7 @@ def substitute_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
 def load(text: str, env: Mapping[str, str] | None = None) -> File:
     """Validate file text; raise `errors.ConfigError` naming every bad field."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise errors.ConfigError([f"invalid YAML: {exc}"]) from exc
     if raw is None:
