@@ -158,6 +158,7 @@ class FastRelay(upstream.Response):
             return
         self.complete = True
         ex = self._ex
+        ex.on_gone = None  # break the exchange <-> relay cycle: no garbage for the collector
         if not ex.ended:
             ex.end()
         self.conn.released(keep_alive and not self.head_only)
@@ -171,6 +172,7 @@ class FastRelay(upstream.Response):
         self.complete = True
         self.conn.released(False)
         ex = self._ex
+        ex.on_gone = None
         if not self.head_received and self.conn.reused and not ex.ended:
             # The idle connection was closed under us: the full pipeline connects afresh.
             task = asyncio.get_running_loop().create_task(
@@ -190,6 +192,7 @@ class FastRelay(upstream.Response):
         if self.complete:
             return
         self.complete = True
+        self._ex.on_gone = None
         self.conn.abort()
         self._info.error = "client_disconnected: client closed the connection"
         self._proxy._record(self._ex, self._info)
