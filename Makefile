@@ -38,11 +38,13 @@ fmt: $(STAMP) ## Format the code
 typecheck: $(STAMP) ## mypy --strict on api/, controller/, dataplane/
 	$(BIN)/mypy
 
-gen: $(STAMP) ## Regenerate protobuf code from api/proto
+gen: $(STAMP) ## Regenerate protobuf code (api/proto) and CRDs (crds/)
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_SRC)
+	$(BIN)/python hack/gen_crds.py
 
 gen-check: gen ## Fail if regenerated code differs from what is checked in
-	@git diff --exit-code -- api/proto || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
+	@git diff --exit-code -- api/proto crds || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- api/proto crds)" || (echo "untracked generated files: run make gen and commit" >&2; exit 1)
 
 bench: bench-http bench-xds ## Run all benchmarks
 
