@@ -122,6 +122,8 @@ class UpstreamConnection(asyncio.Protocol):
             resp.headers.append((name, value))
             if name in _FRAMING:
                 resp.framed = True
+                if name == b"content-length":
+                    resp.length = value
 
     def on_headers_complete(self) -> None:
         resp = self._response
@@ -131,6 +133,7 @@ class UpstreamConnection(asyncio.Protocol):
         if 100 <= status < 200 and status != 101:
             resp.headers = []  # interim response (100 Continue): wait for the final one
             resp.framed = False
+            resp.length = None
             return
         resp.status = status
         resp.keep_alive = self._parser.should_keep_alive()
@@ -227,6 +230,7 @@ class Response(abc.ABC):
         "head_received",
         "headers",
         "keep_alive",
+        "length",
         "status",
     )
 
@@ -241,6 +245,7 @@ class Response(abc.ABC):
         """Content-Length or Transfer-Encoding seen: the body is not delimited by close."""
         self.complete = False
         self.head_only = head_only
+        self.length: bytes | None = None
 
     @abc.abstractmethod
     def on_head(self) -> None: ...
@@ -255,13 +260,12 @@ class Response(abc.ABC):
     def fail(self, exc: errors.ProxyError) -> None: ...
 
     def content_length(self) -> int | None:
-        for k, v in self.headers:
-            if k == b"content-length":
-                try:
-                    return int(v)
-                except ValueError:
-                    return None
-        return None
+        if self.length is None:
+            return None
+        try:
+            return int(self.length)
+        except ValueError:
+            return None
 
 
 class UpstreamResponse(Response):

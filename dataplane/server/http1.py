@@ -111,7 +111,7 @@ class Exchange:
         """The Host header (or the absolute-form target's authority), decoded once."""
         self.head_size = 0
         self.special = 0
-        """How many Host / Content-Length / Transfer-Encoding / Expect headers the request has."""
+        """Host headers (times 0x100) plus Content-Length / Transfer-Encoding / Expect headers."""
         self.on_gone: Callable[[], None] | None = None
         """Set by a callback-driven handler: called if the client leaves before the end."""
 
@@ -394,9 +394,11 @@ class HTTP1Connection(asyncio.Protocol):
         ex.headers.append((name, value))
         ex.head_size += len(name) + len(value) + 4
         if name in _SPECIAL:
-            ex.special += 1
             if name == b"host":
                 ex.authority = value.decode("latin-1")
+                ex.special += 0x100  # hosts counted apart: one Host alone needs no checks
+            else:
+                ex.special += 1
         if len(ex.headers) > self._limits.max_header_count:
             raise errors.HeadersTooLarge(f"more than {self._limits.max_header_count} request headers")
 
@@ -426,9 +428,9 @@ class HTTP1Connection(asyncio.Protocol):
             ex.authority = authority.decode("latin-1")
         ex.path = path.decode("latin-1")
         ex.query = query.decode("latin-1") if sep else ""
-        if ex.special:
+        if ex.special > 0x100 or ex.special & 0xFF:
             self._check_framing(ex)
-        if ex.special and self._has_body(ex):
+        if ex.special & 0xFF and self._has_body(ex):
             ex.body = streams.ByteStream(self, self._limits.body_buffer_high_water)
             ex.expect_continue = ex.version == b"1.1" and any(
                 k == b"expect" and v.lower() == b"100-continue" for k, v in ex.headers
