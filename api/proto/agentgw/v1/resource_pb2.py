@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#api/proto/agentgw/v1/resource.proto\x12\nagentgw.v1\x1a\x1egoogle/protobuf/duration.proto\"\xd0\x01\n\x08Resource\x12 \n\x04\x62ind\x18\x01 \x01(\x0b\x32\x10.agentgw.v1.BindH\x00\x12(\n\x08listener\x18\x02 \x01(\x0b\x32\x14.agentgw.v1.ListenerH\x00\x12\"\n\x05route\x18\x03 \x01(\x0b\x32\x11.agentgw.v1.RouteH\x00\x12&\n\x07\x62\x61\x63kend\x18\x04 \x01(\x0b\x32\x13.agentgw.v1.BackendH\x00\x12$\n\x06policy\x18\x05 \x01(\x0b\x32\x12.agentgw.v1.PolicyH\x00\x42\x06\n\x04kind\"6\n\x0bResourceSet\x12\'\n\tresources\x18\x01 \x03(\x0b\x32\x14.agentgw.v1.Resource\"!\n\x04\x42ind\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\"\xb4\x01\n\x08Listener\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08\x62ind_key\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x14\n\x0cgateway_name\x18\x04 \x01(\t\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12&\n\x08protocol\x18\x06 \x01(\x0e\x32\x14.agentgw.v1.Protocol\x12+\n\x08policies\x18\x07 \x01(\x0b\x32\x19.agentgw.v1.TrafficPolicy\"\xa6\x02\n\x05Route\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x14\n\x0clistener_key\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x11\n\trule_name\x18\x05 \x01(\t\x12\x11\n\thostnames\x18\x06 \x03(\t\x12\'\n\x07matches\x18\x07 \x03(\x0b\x32\x16.agentgw.v1.RouteMatch\x12*\n\x08\x62\x61\x63kends\x18\x08 \x03(\x0b\x32\x18.agentgw.v1.RouteBackend\x12+\n\x08policies\x18\t \x01(\x0b\x32\x19.agentgw.v1.TrafficPolicy\x12\x1d\n\x15\x63reation_unix_seconds\x18\n \x01(\x03\x12\x12\n\nrule_index\x18\x0b \x01(\r\"\x92\x01\n\nRouteMatch\x12#\n\x04path\x18\x01 \x01(\x0b\x32\x15.agentgw.v1.PathMatch\x12\x0e\n\x06method\x18\x02 \x01(\t\x12(\n\x07headers\x18\x03 \x03(\x0b\x32\x17.agentgw.v1.HeaderMatch\x12%\n\x05query\x18\x04 \x03(\x0b\x32\x16.agentgw.v1.QueryMatch\"G\n\tPathMatch\x12\x0f\n\x05\x65xact\x18\x01 \x01(\tH\x00\x12\x10\n\x06prefix\x18\x02 \x01(\tH\x00\x12\x0f\n\x05regex\x18\x03 \x01(\tH\x00\x42\x06\n\x04kind\"7\n\x0bStringMatch\x12\x0f\n\x05\x65xact\x18\x01 \x01(\tH\x00\x12\x0f\n\x05regex\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"C\n\x0bHeaderMatch\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.agentgw.v1.StringMatch\"B\n\nQueryMatch\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.agentgw.v1.StringMatch\"V\n\nBackendRef\x12\x15\n\x0b\x62\x61\x63kend_key\x18\x01 \x01(\tH\x00\x12)\n\x04host\x18\x02 \x01(\x0b\x32\x19.agentgw.v1.StaticBackendH\x00\x42\x06\n\x04kind\"p\n\x0cRouteBackend\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.agentgw.v1.BackendRef\x12\x0e\n\x06weight\x18\x02 \x01(\r\x12+\n\x08policies\x18\x03 \x01(\x0b\x32\x19.agentgw.v1.BackendPolicy\"\x86\x01\n\x07\x42\x61\x63kend\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\x06static\x18\x03 \x01(\x0b\x32\x19.agentgw.v1.StaticBackendH\x00\x12+\n\x08policies\x18\x04 \x01(\x0b\x32\x19.agentgw.v1.BackendPolicyB\x06\n\x04kind\"+\n\rStaticBackend\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\"y\n\x06Policy\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x06target\x18\x03 \x01(\x0b\x32\x18.agentgw.v1.PolicyTarget\x12*\n\x07traffic\x18\x04 \x01(\x0b\x32\x19.agentgw.v1.TrafficPolicy\"m\n\x0cPolicyTarget\x12\x11\n\x07gateway\x18\x01 \x01(\tH\x00\x12\x16\n\x0clistener_key\x18\x02 \x01(\tH\x00\x12\x13\n\troute_key\x18\x03 \x01(\tH\x00\x12\x15\n\x0b\x62\x61\x63kend_key\x18\x04 \x01(\tH\x00\x42\x06\n\x04kind\"\xbf\x03\n\rTrafficPolicy\x12;\n\x17request_header_modifier\x18\x01 \x01(\x0b\x32\x1a.agentgw.v1.HeaderModifier\x12<\n\x18response_header_modifier\x18\x02 \x01(\x0b\x32\x1a.agentgw.v1.HeaderModifier\x12\x35\n\x10request_redirect\x18\x03 \x01(\x0b\x32\x1b.agentgw.v1.RequestRedirect\x12+\n\x0burl_rewrite\x18\x04 \x01(\x0b\x32\x16.agentgw.v1.UrlRewrite\x12\x32\n\x0frequest_mirrors\x18\x05 \x03(\x0b\x32\x19.agentgw.v1.RequestMirror\x12\x33\n\x0f\x64irect_response\x18\x06 \x01(\x0b\x32\x1a.agentgw.v1.DirectResponse\x12$\n\x07timeout\x18\x07 \x01(\x0b\x32\x13.agentgw.v1.Timeout\x12 \n\x05retry\x18\x08 \x01(\x0b\x32\x11.agentgw.v1.Retry\x12\x1e\n\x04\x63ors\x18\t \x01(\x0b\x32\x10.agentgw.v1.Cors\"\xa9\x02\n\rBackendPolicy\x12;\n\x17request_header_modifier\x18\x01 \x01(\x0b\x32\x1a.agentgw.v1.HeaderModifier\x12<\n\x18response_header_modifier\x18\x02 \x01(\x0b\x32\x1a.agentgw.v1.HeaderModifier\x12\x35\n\x10request_redirect\x18\x03 \x01(\x0b\x32\x1b.agentgw.v1.RequestRedirect\x12\x32\n\x0frequest_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0f\x63onnect_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\")\n\nHeaderPair\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"j\n\x0eHeaderModifier\x12#\n\x03\x61\x64\x64\x18\x01 \x03(\x0b\x32\x16.agentgw.v1.HeaderPair\x12#\n\x03set\x18\x02 \x03(\x0b\x32\x16.agentgw.v1.HeaderPair\x12\x0e\n\x06remove\x18\x03 \x03(\t\"Z\n\x10\x41uthorityRewrite\x12\x0e\n\x04\x66ull\x18\x01 \x01(\tH\x00\x12\x0e\n\x04host\x18\x02 \x01(\tH\x00\x12\x0e\n\x04port\x18\x03 \x01(\rH\x00\x12\x0e\n\x04\x61uto\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind\"7\n\x0bPathRewrite\x12\x0e\n\x04\x66ull\x18\x01 \x01(\tH\x00\x12\x10\n\x06prefix\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"\x89\x01\n\x0fRequestRedirect\x12\x0e\n\x06scheme\x18\x01 \x01(\t\x12/\n\tauthority\x18\x02 \x01(\x0b\x32\x1c.agentgw.v1.AuthorityRewrite\x12%\n\x04path\x18\x03 \x01(\x0b\x32\x17.agentgw.v1.PathRewrite\x12\x0e\n\x06status\x18\x04 \x01(\r\"d\n\nUrlRewrite\x12/\n\tauthority\x18\x01 \x01(\x0b\x32\x1c.agentgw.v1.AuthorityRewrite\x12%\n\x04path\x18\x02 \x01(\x0b\x32\x17.agentgw.v1.PathRewrite\"L\n\rRequestMirror\x12\'\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0b\x32\x16.agentgw.v1.BackendRef\x12\x12\n\npercentage\x18\x02 \x01(\x01\".\n\x0e\x44irectResponse\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\"y\n\x07Timeout\x12\x32\n\x0frequest_timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12:\n\x17\x62\x61\x63kend_request_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"T\n\x05Retry\x12\x10\n\x08\x61ttempts\x18\x01 \x01(\r\x12*\n\x07\x62\x61\x63koff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x63odes\x18\x03 \x03(\r\"\xaa\x01\n\x04\x43ors\x12\x19\n\x11\x61llow_credentials\x18\x01 \x01(\x08\x12\x15\n\rallow_headers\x18\x02 \x03(\t\x12\x15\n\rallow_methods\x18\x03 \x03(\t\x12\x15\n\rallow_origins\x18\x04 \x03(\t\x12\x16\n\x0e\x65xpose_headers\x18\x05 \x03(\t\x12*\n\x07max_age\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration*9\n\x08Protocol\x12\x18\n\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x08\n\x04HTTP\x10\x01\x12\t\n\x05HTTPS\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#api/proto/agentgw/v1/resource.proto\x12\nagentgw.v1\x1a\x1egoogle/protobuf/duration.proto\"\xd0\x01\n\x08Resource\x12 \n\x04\x62ind\x18\x01 \x01(\x0b\x32\x10.agentgw.v1.BindH\x00\x12(\n\x08listener\x18\x02 \x01(\x0b\x32\x14.agentgw.v1.ListenerH\x00\x12\"\n\x05route\x18\x03 \x01(\x0b\x32\x11.agentgw.v1.RouteH\x00\x12&\n\x07\x62\x61\x63kend\x18\x04 \x01(\x0b\x32\x13.agentgw.v1.BackendH\x00\x12$\n\x06policy\x18\x05 \x01(\x0b\x32\x12.agentgw.v1.PolicyH\x00\x42\x06\n\x04kind\"6\n\x0bResourceSet\x12\'\n\tresources\x18\x01 \x03(\x0b\x32\x14.agentgw.v1.Resource\"!\n\x04\x42ind\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\"\xb4\x01\n\x08Listener\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08\x62ind_key\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x14\n\x0cgateway_name\x18\x04 \x01(\t\x12\x10\n\x08hostname\x18\x05 \x01(\t\x12&\n\x08protocol\x18\x06 \x01(\x0e\x32\x14.agentgw.v1.Protocol\x12+\n\x08policies\x18\x07 \x01(\x0b\x32\x19.agentgw.v1.TrafficPolicy\"\xa6\x02\n\x05Route\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x14\n\x0clistener_key\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x11\n\trule_name\x18\x05 \x01(\t\x12\x11\n\thostnames\x18\x06 \x03(\t\x12\'\n\x07matches\x18\x07 \x03(\x0b\x32\x16.agentgw.v1.RouteMatch\x12*\n\x08\x62\x61\x63kends\x18\x08 \x03(\x0b\x32\x18.agentgw.v1.RouteBackend\x12+\n\x08policies\x18\t \x01(\x0b\x32\x19.agentgw.v1.TrafficPolicy\x12\x1d\n\x15\x63reation_unix_seconds\x18\n \x01(\x03\x12\x12\n\nrule_index\x18\x0b \x01(\r\"\x92\x01\n\nRouteMatch\x12#\n\x04path\x18\x01 \x01(\x0b\x32\x15.agentgw.v1.PathMatch\x12\x0e\n\x06method\x18\x02 \x01(\t\x12(\n\x07headers\x18\x03 \x03(\x0b\x32\x17.agentgw.v1.HeaderMatch\x12%\n\x05query\x18\x04 \x03(\x0b\x32\x16.agentgw.v1.QueryMatch\"G\n\tPathMatch\x12\x0f\n\x05\x65xact\x18\x01 \x01(\tH\x00\x12\x10\n\x06prefix\x18\x02 \x01(\tH\x00\x12\x0f\n\x05regex\x18\x03 \x01(\tH\x00\x42\x06\n\x04kind\"7\n\x0bStringMatch\x12\x0f\n\x05\x65xact\x18\x01 \x01(\tH\x00\x12\x0f\n\x05regex\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"C\n\x0bHeaderMatch\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.agentgw.v1.StringMatch\"B\n\nQueryMatch\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.agentgw.v1.StringMatch\"V\n\nBackendRef\x12\x15\n\x0b\x62\x61\x63kend_key\x18\x01 \x01(\tH\x00\x12)\n\x04host\x18\x02 \x01(\x0b\x32\x19.agentgw.v1.StaticBackendH\x00\x42\x06\n\x04kind\"p\n\x0cRouteBackend\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.agentgw.v1.BackendRef\x12\x0e\n\x06weight\x18\x02 \x01(\r\x12+\n\x08policies\x18\x03 \x01(\x0b\x32\x19.agentgw.v1.BackendPolicy\"\xab\x01\n\x07\x42\x61\x63kend\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\x06static\x18\x03 \x01(\x0b\x32\x19.agentgw.v1.StaticBackendH\x00\x12#\n\x02\x61i\x18\x05 \x01(\x0b\x32\x15.agentgw.v1.AIBackendH\x00\x12+\n\x08policies\x18\x04 \x01(\x0b\x32\x19.agentgw.v1.BackendPolicyB\x06\n\x04kind\"8\n\rStaticBackend\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\x12\x0b\n\x03tls\x18\x03 \x01(\x08\"\xa3\x01\n\tAIBackend\x12,\n\x06openai\x18\x01 \x01(\x0b\x32\x1a.agentgw.v1.OpenAIProviderH\x00\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\r\x12\x0b\n\x03tls\x18\x04 \x01(\x08\x12\x0c\n\x04path\x18\x05 \x01(\t\x12%\n\x04\x61uth\x18\x06 \x01(\x0b\x32\x17.agentgw.v1.BackendAuthB\n\n\x08provider\"\x1f\n\x0eOpenAIProvider\x12\r\n\x05model\x18\x01 \x01(\t\"\x1a\n\x0b\x42\x61\x63kendAuth\x12\x0b\n\x03key\x18\x01 \x01(\t\"y\n\x06Policy\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x06target\x18\x03 \x01(\x0b\x32\x18.agentgw.v1.PolicyTarget\x12*\n\x07traffic\x18\x04 \x01(\x0b\x32\x19.agentgw.v1.TrafficPolicy\"m\n\x0cPolicyTarget\x12\x11\n\x07gateway\x18\x01 \x01(\tH\x00\x12\x16\n\x0clistener_key\x18\x02 \x01(\tH\x00\x12\x13\n\troute_key\x18\x03 \x01(\tH\x00\x12\x15\n\x0b\x62\x61\x63kend_key\x18\x04 \x01(\tH\x00\x42\x06\n\x04kind\"\xbf\x03\n\rTrafficPolicy\x12;\n\x17request_header_modifier\x18\x01 \x01(\x0b\x32\x1a.agentgw.v1.HeaderModifier\x12<\n\x18response_header_modifier\x18\x02 \x01(\x0b\x32\x1a.agentgw.v1.HeaderModifier\x12\x35\n\x10request_redirect\x18\x03 \x01(\x0b\x32\x1b.agentgw.v1.RequestRedirect\x12+\n\x0burl_rewrite\x18\x04 \x01(\x0b\x32\x16.agentgw.v1.UrlRewrite\x12\x32\n\x0frequest_mirrors\x18\x05 \x03(\x0b\x32\x19.agentgw.v1.RequestMirror\x12\x33\n\x0f\x64irect_response\x18\x06 \x01(\x0b\x32\x1a.agentgw.v1.DirectResponse\x12$\n\x07timeout\x18\x07 \x01(\x0b\x32\x13.agentgw.v1.Timeout\x12 \n\x05retry\x18\x08 \x01(\x0b\x32\x11.agentgw.v1.Retry\x12\x1e\n\x04\x63ors\x18\t \x01(\x0b\x32\x10.agentgw.v1.Cors\"\xa9\x02\n\rBackendPolicy\x12;\n\x17request_header_modifier\x18\x01 \x01(\x0b\x32\x1a.agentgw.v1.HeaderModifier\x12<\n\x18response_header_modifier\x18\x02 \x01(\x0b\x32\x1a.agentgw.v1.HeaderModifier\x12\x35\n\x10request_redirect\x18\x03 \x01(\x0b\x32\x1b.agentgw.v1.RequestRedirect\x12\x32\n\x0frequest_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0f\x63onnect_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\")\n\nHeaderPair\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"j\n\x0eHeaderModifier\x12#\n\x03\x61\x64\x64\x18\x01 \x03(\x0b\x32\x16.agentgw.v1.HeaderPair\x12#\n\x03set\x18\x02 \x03(\x0b\x32\x16.agentgw.v1.HeaderPair\x12\x0e\n\x06remove\x18\x03 \x03(\t\"Z\n\x10\x41uthorityRewrite\x12\x0e\n\x04\x66ull\x18\x01 \x01(\tH\x00\x12\x0e\n\x04host\x18\x02 \x01(\tH\x00\x12\x0e\n\x04port\x18\x03 \x01(\rH\x00\x12\x0e\n\x04\x61uto\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind\"7\n\x0bPathRewrite\x12\x0e\n\x04\x66ull\x18\x01 \x01(\tH\x00\x12\x10\n\x06prefix\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"\x89\x01\n\x0fRequestRedirect\x12\x0e\n\x06scheme\x18\x01 \x01(\t\x12/\n\tauthority\x18\x02 \x01(\x0b\x32\x1c.agentgw.v1.AuthorityRewrite\x12%\n\x04path\x18\x03 \x01(\x0b\x32\x17.agentgw.v1.PathRewrite\x12\x0e\n\x06status\x18\x04 \x01(\r\"d\n\nUrlRewrite\x12/\n\tauthority\x18\x01 \x01(\x0b\x32\x1c.agentgw.v1.AuthorityRewrite\x12%\n\x04path\x18\x02 \x01(\x0b\x32\x17.agentgw.v1.PathRewrite\"L\n\rRequestMirror\x12\'\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0b\x32\x16.agentgw.v1.BackendRef\x12\x12\n\npercentage\x18\x02 \x01(\x01\".\n\x0e\x44irectResponse\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\"y\n\x07Timeout\x12\x32\n\x0frequest_timeout\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12:\n\x17\x62\x61\x63kend_request_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"T\n\x05Retry\x12\x10\n\x08\x61ttempts\x18\x01 \x01(\r\x12*\n\x07\x62\x61\x63koff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x63odes\x18\x03 \x03(\r\"\xaa\x01\n\x04\x43ors\x12\x19\n\x11\x61llow_credentials\x18\x01 \x01(\x08\x12\x15\n\rallow_headers\x18\x02 \x03(\t\x12\x15\n\rallow_methods\x18\x03 \x03(\t\x12\x15\n\rallow_origins\x18\x04 \x03(\t\x12\x16\n\x0e\x65xpose_headers\x18\x05 \x03(\t\x12*\n\x07max_age\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration*9\n\x08Protocol\x12\x18\n\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x08\n\x04HTTP\x10\x01\x12\t\n\x05HTTPS\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'api.proto.agentgw.v1.resource_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PROTOCOL']._serialized_start=3699
-  _globals['_PROTOCOL']._serialized_end=3756
+  _globals['_PROTOCOL']._serialized_start=3976
+  _globals['_PROTOCOL']._serialized_end=4033
   _globals['_RESOURCE']._serialized_start=84
   _globals['_RESOURCE']._serialized_end=292
   _globals['_RESOURCESET']._serialized_start=294
@@ -59,37 +59,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUTEBACKEND']._serialized_start=1369
   _globals['_ROUTEBACKEND']._serialized_end=1481
   _globals['_BACKEND']._serialized_start=1484
-  _globals['_BACKEND']._serialized_end=1618
-  _globals['_STATICBACKEND']._serialized_start=1620
-  _globals['_STATICBACKEND']._serialized_end=1663
-  _globals['_POLICY']._serialized_start=1665
-  _globals['_POLICY']._serialized_end=1786
-  _globals['_POLICYTARGET']._serialized_start=1788
-  _globals['_POLICYTARGET']._serialized_end=1897
-  _globals['_TRAFFICPOLICY']._serialized_start=1900
-  _globals['_TRAFFICPOLICY']._serialized_end=2347
-  _globals['_BACKENDPOLICY']._serialized_start=2350
-  _globals['_BACKENDPOLICY']._serialized_end=2647
-  _globals['_HEADERPAIR']._serialized_start=2649
-  _globals['_HEADERPAIR']._serialized_end=2690
-  _globals['_HEADERMODIFIER']._serialized_start=2692
-  _globals['_HEADERMODIFIER']._serialized_end=2798
-  _globals['_AUTHORITYREWRITE']._serialized_start=2800
-  _globals['_AUTHORITYREWRITE']._serialized_end=2890
-  _globals['_PATHREWRITE']._serialized_start=2892
-  _globals['_PATHREWRITE']._serialized_end=2947
-  _globals['_REQUESTREDIRECT']._serialized_start=2950
-  _globals['_REQUESTREDIRECT']._serialized_end=3087
-  _globals['_URLREWRITE']._serialized_start=3089
-  _globals['_URLREWRITE']._serialized_end=3189
-  _globals['_REQUESTMIRROR']._serialized_start=3191
-  _globals['_REQUESTMIRROR']._serialized_end=3267
-  _globals['_DIRECTRESPONSE']._serialized_start=3269
-  _globals['_DIRECTRESPONSE']._serialized_end=3315
-  _globals['_TIMEOUT']._serialized_start=3317
-  _globals['_TIMEOUT']._serialized_end=3438
-  _globals['_RETRY']._serialized_start=3440
-  _globals['_RETRY']._serialized_end=3524
-  _globals['_CORS']._serialized_start=3527
-  _globals['_CORS']._serialized_end=3697
+  _globals['_BACKEND']._serialized_end=1655
+  _globals['_STATICBACKEND']._serialized_start=1657
+  _globals['_STATICBACKEND']._serialized_end=1713
+  _globals['_AIBACKEND']._serialized_start=1716
+  _globals['_AIBACKEND']._serialized_end=1879
+  _globals['_OPENAIPROVIDER']._serialized_start=1881
+  _globals['_OPENAIPROVIDER']._serialized_end=1912
+  _globals['_BACKENDAUTH']._serialized_start=1914
+  _globals['_BACKENDAUTH']._serialized_end=1940
+  _globals['_POLICY']._serialized_start=1942
+  _globals['_POLICY']._serialized_end=2063
+  _globals['_POLICYTARGET']._serialized_start=2065
+  _globals['_POLICYTARGET']._serialized_end=2174
+  _globals['_TRAFFICPOLICY']._serialized_start=2177
+  _globals['_TRAFFICPOLICY']._serialized_end=2624
+  _globals['_BACKENDPOLICY']._serialized_start=2627
+  _globals['_BACKENDPOLICY']._serialized_end=2924
+  _globals['_HEADERPAIR']._serialized_start=2926
+  _globals['_HEADERPAIR']._serialized_end=2967
+  _globals['_HEADERMODIFIER']._serialized_start=2969
+  _globals['_HEADERMODIFIER']._serialized_end=3075
+  _globals['_AUTHORITYREWRITE']._serialized_start=3077
+  _globals['_AUTHORITYREWRITE']._serialized_end=3167
+  _globals['_PATHREWRITE']._serialized_start=3169
+  _globals['_PATHREWRITE']._serialized_end=3224
+  _globals['_REQUESTREDIRECT']._serialized_start=3227
+  _globals['_REQUESTREDIRECT']._serialized_end=3364
+  _globals['_URLREWRITE']._serialized_start=3366
+  _globals['_URLREWRITE']._serialized_end=3466
+  _globals['_REQUESTMIRROR']._serialized_start=3468
+  _globals['_REQUESTMIRROR']._serialized_end=3544
+  _globals['_DIRECTRESPONSE']._serialized_start=3546
+  _globals['_DIRECTRESPONSE']._serialized_end=3592
+  _globals['_TIMEOUT']._serialized_start=3594
+  _globals['_TIMEOUT']._serialized_end=3715
+  _globals['_RETRY']._serialized_start=3717
+  _globals['_RETRY']._serialized_end=3801
+  _globals['_CORS']._serialized_start=3804
+  _globals['_CORS']._serialized_end=3974
 # @@protoc_insertion_point(module_scope)

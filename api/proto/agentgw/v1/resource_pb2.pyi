@@ -156,24 +156,56 @@ class RouteBackend(_message.Message):
     def __init__(self, ref: _Optional[_Union[BackendRef, _Mapping]] = ..., weight: _Optional[int] = ..., policies: _Optional[_Union[BackendPolicy, _Mapping]] = ...) -> None: ...
 
 class Backend(_message.Message):
-    __slots__ = ("key", "name", "static", "policies")
+    __slots__ = ("key", "name", "static", "ai", "policies")
     KEY_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATIC_FIELD_NUMBER: _ClassVar[int]
+    AI_FIELD_NUMBER: _ClassVar[int]
     POLICIES_FIELD_NUMBER: _ClassVar[int]
     key: str
     name: str
     static: StaticBackend
+    ai: AIBackend
     policies: BackendPolicy
-    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., static: _Optional[_Union[StaticBackend, _Mapping]] = ..., policies: _Optional[_Union[BackendPolicy, _Mapping]] = ...) -> None: ...
+    def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., static: _Optional[_Union[StaticBackend, _Mapping]] = ..., ai: _Optional[_Union[AIBackend, _Mapping]] = ..., policies: _Optional[_Union[BackendPolicy, _Mapping]] = ...) -> None: ...
 
 class StaticBackend(_message.Message):
-    __slots__ = ("host", "port")
+    __slots__ = ("host", "port", "tls")
     HOST_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
     host: str
     port: int
-    def __init__(self, host: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
+    tls: bool
+    def __init__(self, host: _Optional[str] = ..., port: _Optional[int] = ..., tls: _Optional[bool] = ...) -> None: ...
+
+class AIBackend(_message.Message):
+    __slots__ = ("openai", "host", "port", "tls", "path", "auth")
+    OPENAI_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
+    openai: OpenAIProvider
+    host: str
+    port: int
+    tls: bool
+    path: str
+    auth: BackendAuth
+    def __init__(self, openai: _Optional[_Union[OpenAIProvider, _Mapping]] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., tls: _Optional[bool] = ..., path: _Optional[str] = ..., auth: _Optional[_Union[BackendAuth, _Mapping]] = ...) -> None: ...
+
+class OpenAIProvider(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class BackendAuth(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    def __init__(self, key: _Optional[str] = ...) -> None: ...
 
 class Policy(_message.Message):
     __slots__ = ("key", "name", "target", "traffic")
