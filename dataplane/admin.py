@@ -33,11 +33,11 @@ REDACTED = "<redacted>"
 
 
 def redact(node: Any) -> Any:
-    """Blank the values of sensitive headers wherever a resource sets or adds them."""
+    """Blank secrets: sensitive header values set by policies, and backend credentials."""
     if isinstance(node, dict):
         if "name" in node and "value" in node and str(node["name"]).lower() in SENSITIVE_HEADERS:
             return {**node, "value": REDACTED}
-        return {k: redact(v) for k, v in node.items()}
+        return {k: REDACTED if k == "auth" and isinstance(v, dict) else redact(v) for k, v in node.items()}
     if isinstance(node, list):
         return [redact(v) for v in node]
     return node

@@ -20,6 +20,7 @@ from typing import Any
 
 from dataplane import errors, routing, tables
 from dataplane.backends import http as upstream
+from dataplane.backends import llm
 from dataplane.config import store as config_store
 from dataplane.policies import filters
 from dataplane.server import http1, streams
@@ -342,9 +343,9 @@ class Proxy:
         target = plan.route.pick()
         if target is None:
             raise errors.ProxyError("the route has no backend with a non-zero weight")
-        if target.redirect is not None or target.request_timeout is not None:
+        if target.redirect is not None or target.request_timeout is not None or target.ai is not None:
             return False
-        conn = self._pool.take_idle(target.host, target.port)
+        conn = self._pool.take_idle(target.host, target.port, target.tls)
         if conn is None:
             return False
         info.backend = target.name
@@ -416,22 +417,34 @@ class Proxy:
             if target.redirect is not None:
                 self._redirect(ex, target.redirect, authority, ex.path, match)
                 return
-            head = self._upstream_head(ex, route, target, authority, headers, up_path, body_bytes)
+            send = body_bytes
+            if target.ai is not None:
+                if body_bytes is None:  # an LLM call is rewritten, so its body is read whole
+                    rest, whole = await ex.body.read_upto(self._max_buffer - len(prefix))
+                    if not whole:
+                        raise errors.BodyTooLarge(
+                            f"LLM request bodies are limited to {self._max_buffer} bytes"
+                        )
+                    body_bytes, prefix = prefix + rest, b""
+                send = llm.provider_body(target.ai, body_bytes)
+                head = self._request_head(
+                    ex, llm.provider_headers(target, headers), target.ai.path.encode(), send, target
+                )
+            else:
+                head = self._upstream_head(ex, route, target, authority, headers, up_path, body_bytes)
             if attempt == 0 and body_bytes is not None:
                 for mirror in policy.mirrors:
                     if random.random() < mirror.percentage:
                         self._mirror(mirror.target, head, body_bytes)
             try:
                 if deadline is None:
-                    resp = await self._attempt(ex, target, head, body_bytes, prefix, timeouts.backend, info)
+                    resp = await self._attempt(ex, target, head, send, prefix, timeouts.backend, info)
                     if last or retry is None or resp.status not in retry.codes:
                         await self._relay(ex, route, target, resp, extra_response)
                         return
                 else:
                     async with asyncio.timeout_at(deadline):
-                        resp = await self._attempt(
-                            ex, target, head, body_bytes, prefix, timeouts.backend, info
-                        )
+                        resp = await self._attempt(ex, target, head, send, prefix, timeouts.backend, info)
                         if last or retry is None or resp.status not in retry.codes:
                             await self._relay(ex, route, target, resp, extra_response)
                             return
@@ -516,11 +529,9 @@ class Proxy:
         info.upstream_addr = target.address
         for fresh in (False, True):
             conn = (
-                await self._pool.acquire(target.host, target.port, target.connect_timeout)
+                await self._pool.acquire(target.host, target.port, target.connect_timeout, target.tls)
                 if not fresh
-                else await self._pool.connect(
-                    target.host, target.port, target.address, target.connect_timeout
-                )
+                else await self._pool.connect(target.host, target.port, target.connect_timeout, target.tls)
             )
             resp = upstream.UpstreamResponse(conn, head_only=ex.method == "HEAD")
             started = time.monotonic()
@@ -653,7 +664,7 @@ class Proxy:
         started = time.monotonic()
         try:
             async with asyncio.timeout(target.request_timeout or 30.0):
-                conn = await self._pool.acquire(target.host, target.port, target.connect_timeout)
+                conn = await self._pool.acquire(target.host, target.port, target.connect_timeout, target.tls)
                 resp = upstream.UpstreamResponse(conn, head_only=head.startswith(b"HEAD "))
                 conn.write(head)
                 if body:

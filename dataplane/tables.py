@@ -97,6 +97,20 @@ class Cors:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class AIProvider:
+    """An LLM backend: the proxy rewrites the request into the provider's API call."""
+
+    provider: str
+    """"openai" (the only provider so far)."""
+    path: str
+    """The provider's endpoint path, e.g. /v1/chat/completions."""
+    model: str
+    """Replaces the request body's `model` when not empty."""
+    authorization: bytes | None
+    """The `Authorization` header value (`Bearer <key>`), or None to pass the client's."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Target:
     """Where a backend lives, and the policies of calling it."""
 
@@ -108,6 +122,8 @@ class Target:
     redirect: Redirect | None = None
     request_timeout: float | None = None
     connect_timeout: float | None = None
+    tls: bool = False
+    ai: AIProvider | None = None
 
     @property
     def address(self) -> str:

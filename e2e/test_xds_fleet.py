@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 
 from dataplane.tests import harness
+from e2e.processes import Controller, XdsProxy
 
 
 def _routes(port: int, backend: str, extra: str = "") -> str:
@@ -34,87 +31,6 @@ def _routes(port: int, backend: str, extra: str = "") -> str:
         "    - name: main\n"
         f"      backends: [{{host: '{backend}'}}]\n"
     )
-
-
-class Controller:
-    def __init__(self, tmp: Path, text: str) -> None:
-        self.path = tmp / "fleet.yaml"
-        self.xds_port = harness.free_port()
-        self.metrics_port = harness.free_port()
-        self.log = tmp / "controller.err"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.write(text)
-
-    def write(self, text: str) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, self.path)
-
-    def start(self) -> Controller:
-        with open(self.log, "ab") as err:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "controller",
-                    "--from-file",
-                    str(self.path),
-                    "--xds-port",
-                    str(self.xds_port),
-                    "--metrics-port",
-                    str(self.metrics_port),
-                ],
-                cwd=harness.REPO,
-                stderr=err,
-            )
-        return self
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-class XdsProxy(harness.GatewayProcess):
-    """A proxy with only startup settings in its file; routing comes over xDS."""
-
-    def __init__(self, tmp: Path, xds_port: int) -> None:
-        tmp.mkdir(parents=True, exist_ok=True)
-        super().__init__(tmp, "")
-        self.xds_port = xds_port
-
-    def start(self, timeout: float = 15.0) -> XdsProxy:
-        env = {
-            **os.environ,
-            "XDS_ADDRESS": f"127.0.0.1:{self.xds_port}",
-            "NAMESPACE": "default",
-            "GATEWAY": "fleet",
-        }
-        with open(self.access_log, "wb") as out, open(self.stderr_log, "wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dataplane", "-f", str(self.path)],
-                cwd=harness.REPO,
-                stdout=out,
-                stderr=err,
-                env=env,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"proxy exited: {self.stderr()}")
-            if self.ready():
-                return self
-            time.sleep(0.05)
-        raise RuntimeError(f"proxy not ready: {self.stderr()}")
 
 
 async def _wait_for_backend(

@@ -19,6 +19,7 @@ import abc
 import asyncio
 import collections
 import socket
+import ssl
 import time
 import typing
 
@@ -29,6 +30,11 @@ from dataplane.server import streams
 from dataplane.telemetry import metrics
 
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+
+
+def _key(host: str, port: int, tls: bool) -> str:
+    """Pool key: plain and TLS connections to one address are never mixed."""
+    return f"tls:{host}:{port}" if tls else f"{host}:{port}"
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -323,10 +329,11 @@ class Pool:
         self._idle: dict[str, collections.deque[UpstreamConnection]] = {}
         self._connect_duration = stats.upstream_connect_duration
         self._loop = asyncio.get_running_loop()
+        self._ssl: ssl.SSLContext | None = None
 
-    def take_idle(self, host: str, port: int) -> UpstreamConnection | None:
+    def take_idle(self, host: str, port: int, tls: bool = False) -> UpstreamConnection | None:
         """An idle pooled connection, or None — without waiting (the request path's fast lane)."""
-        idle = self._idle.get(f"{host}:{port}")
+        idle = self._idle.get(_key(host, port, tls))
         if idle:
             horizon = self._loop.time() - self._config.pool_idle_timeout
             while idle:
@@ -337,28 +344,43 @@ class Pool:
                 conn.close()
         return None
 
-    async def acquire(self, host: str, port: int, connect_timeout: float | None) -> UpstreamConnection:
-        conn = self.take_idle(host, port)
+    async def acquire(
+        self, host: str, port: int, connect_timeout: float | None, tls: bool = False
+    ) -> UpstreamConnection:
+        conn = self.take_idle(host, port, tls)
         if conn is not None:
             return conn
-        return await self.connect(host, port, f"{host}:{port}", connect_timeout)
+        return await self.connect(host, port, connect_timeout, tls)
 
     async def connect(
-        self, host: str, port: int, key: str, connect_timeout: float | None
+        self, host: str, port: int, connect_timeout: float | None, tls: bool = False
     ) -> UpstreamConnection:
+        """A new connection; with `tls`, verified against `host` with the system's CAs."""
+        key = _key(host, port, tls)
         started = time.monotonic()
         timeout = connect_timeout or self._config.connect_timeout
         try:
             async with asyncio.timeout(timeout):
                 _, conn = await self._loop.create_connection(
-                    lambda: UpstreamConnection(self, key), host, port
+                    lambda: UpstreamConnection(self, key),
+                    host,
+                    port,
+                    ssl=self._tls_context() if tls else None,
+                    server_hostname=host if tls else None,
                 )
         except TimeoutError as exc:
             raise errors.UpstreamUnavailable(f"connect to {key} timed out after {timeout:g}s") from exc
+        except ssl.SSLError as exc:
+            raise errors.UpstreamUnavailable(f"TLS handshake with {key} failed: {exc.reason or exc}") from exc
         except OSError as exc:
             raise errors.UpstreamUnavailable(f"connect to {key} failed: {exc.strerror or exc}") from exc
         self._connect_duration.observe((), time.monotonic() - started)
         return conn
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
 
     def put(self, conn: UpstreamConnection) -> None:
         idle = self._idle.setdefault(conn.key, collections.deque())

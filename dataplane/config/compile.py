@@ -76,7 +76,11 @@ def compile_resources(resources: list[pb.Resource]) -> Compiled:
     targets: dict[str, tables.Target] = {}
     for key, b in backends.items():
         try:
-            targets[key] = _target(b.name, b.static, b.policies if b.HasField("policies") else None)
+            policy = b.policies if b.HasField("policies") else None
+            if b.WhichOneof("kind") == "ai":
+                targets[key] = _ai_target(b.name, b.ai, policy)
+            else:
+                targets[key] = _target(b.name, b.static, policy)
         except _Invalid as exc:
             problems[key] = str(exc)
 
@@ -193,11 +197,12 @@ def _target(name: str, static: pb.StaticBackend, policy: pb.BackendPolicy | None
     if not static.host or not 0 < static.port < 65536:
         raise _Invalid(f"backend {name!r}: needs a host and a port in 1..65535")
     if policy is None:
-        return tables.Target(name=name, host=static.host, port=static.port)
+        return tables.Target(name=name, host=static.host, port=static.port, tls=static.tls)
     return tables.Target(
         name=name,
         host=static.host,
         port=static.port,
+        tls=static.tls,
         request_headers=_header_ops(policy.request_header_modifier)
         if policy.HasField("request_header_modifier")
         else None,
@@ -208,6 +213,33 @@ def _target(name: str, static: pb.StaticBackend, policy: pb.BackendPolicy | None
         request_timeout=_seconds(policy.request_timeout) if policy.HasField("request_timeout") else None,
         connect_timeout=_seconds(policy.connect_timeout) if policy.HasField("connect_timeout") else None,
     )
+
+
+OPENAI = ("api.openai.com", 443, "/v1/chat/completions")
+"""OpenAI's default host, port (TLS) and chat completions path."""
+
+
+def _ai_target(name: str, ai: pb.AIBackend, policy: pb.BackendPolicy | None) -> tables.Target:
+    """An AI backend: provider defaults, overridden by host/port/path (e.g. a local fake in tests)."""
+    if ai.WhichOneof("provider") != "openai":
+        raise _Invalid(f"backend {name!r}: AI provider {ai.WhichOneof('provider')!r} is not supported yet")
+    host, port, path = OPENAI
+    tls = True
+    if ai.host:
+        host, port, tls = ai.host, ai.port or 443, ai.tls
+    elif ai.port:
+        port = ai.port
+    key = ai.auth.key.strip() if ai.HasField("auth") else ""
+    if key.lower().startswith("bearer "):
+        key = key[7:].strip()
+    provider = tables.AIProvider(
+        provider="openai",
+        path=ai.path or path,
+        model=ai.openai.model,
+        authorization=f"Bearer {key}".encode() if key else None,
+    )
+    base = _target(name, pb.StaticBackend(host=host, port=port, tls=tls), policy)
+    return dataclasses.replace(base, ai=provider)
 
 
 def _ref(
