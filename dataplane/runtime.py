@@ -51,9 +51,16 @@ class Worker:
         )
         self.listeners = listener.Listeners(self.proxy.handle, config.limits, self.stats, host)
 
-    async def apply(self, resources: list[pb.Resource]) -> dict[str, str]:
-        """Compile and install; return problems (key -> reason). Nothing changes if any exist."""
-        compiled = compiler.compile_resources(resources)
+    async def apply(
+        self, resources: list[pb.Resource], compiled: compiler.Compiled | None = None
+    ) -> dict[str, str]:
+        """Compile and install; return problems (key -> reason). Nothing changes if any exist.
+
+        `compiled` is `resources` already compiled by the caller (the xDS client compiles to
+        find bad resources); it is used instead of compiling again.
+        """
+        if compiled is None:
+            compiled = compiler.compile_resources(resources)
         if compiled.problems:
             return compiled.problems
         await self.install(compiled, resources)

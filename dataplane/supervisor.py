@@ -198,8 +198,11 @@ class Supervisor:
         child.attach(reader, writer)
         await send_frame(writer, b"S", settings_to_json(self._cfg.settings))
 
-    async def apply(self, resources: list[pb.Resource]) -> dict[str, str]:
-        compiled = compiler.compile_resources(resources)
+    async def apply(
+        self, resources: list[pb.Resource], compiled: compiler.Compiled | None = None
+    ) -> dict[str, str]:
+        if compiled is None:
+            compiled = compiler.compile_resources(resources)
         if compiled.problems:
             return compiled.problems
         # The snapshot is valid (it compiled here, as it will in every worker). Record it first:

@@ -14,7 +14,8 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from typing import Protocol
 
 from api.proto.agentgw.v1 import resource_pb2 as pb
 from dataplane import errors, settings
@@ -25,7 +26,14 @@ from dataplane.telemetry import metrics
 
 log = logging.getLogger(__name__)
 
-Apply = Callable[[list[pb.Resource]], Awaitable[dict[str, str]]]
+
+class Apply(Protocol):
+    """Installs a resource set; returns problems (key -> reason), empty when it was applied.
+    `compiled` is the set already compiled by the caller, so it need not be compiled again."""
+
+    def __call__(
+        self, resources: list[pb.Resource], compiled: compiler.Compiled | None = None
+    ) -> Awaitable[dict[str, str]]: ...
 
 
 def load(path: str) -> local.LocalConfig:

@@ -115,7 +115,7 @@ class Applied:
     def __init__(self) -> None:
         self.sets: list[dict[str, pb.Resource]] = []
 
-    async def __call__(self, resources: list[pb.Resource]) -> None:
+    async def __call__(self, resources: list[pb.Resource], compiled: object = None) -> None:
         self.sets.append({key_of(r): r for r in resources})
 
     @property

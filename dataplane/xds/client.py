@@ -35,8 +35,8 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
 import grpc  # type: ignore[import-untyped]
 from google.protobuf import message as pb_message
@@ -62,8 +62,14 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 128 * 1024 * 1024),
 ]
 
-Apply = Callable[[list[pb.Resource]], Awaitable[object]]
-"""Installs a complete, compiling resource set (e.g. `runtime.Worker.apply`); the result is ignored."""
+
+class Apply(Protocol):
+    """Installs a complete, compiling resource set (e.g. `runtime.Worker.apply`); the result is
+    ignored. `compiled` is that set already compiled, so the receiver need not compile it again."""
+
+    def __call__(
+        self, resources: list[pb.Resource], compiled: compiler.Compiled | None = None
+    ) -> Awaitable[object]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +134,8 @@ class Outcome:
     """Name -> reason, for resources of this response that were not taken."""
     good: dict[str, pb.Resource]
     """`held` minus what does not compile (e.g. left without its parent): what to apply."""
+    compiled: compiler.Compiled
+    """`good`, compiled (without problems): handed to `apply` so it is not compiled twice."""
 
 
 class _Undecodable(Exception):
@@ -152,14 +160,15 @@ def evaluate(
         cand_versions[r.name] = r.version
         updated.add(r.name)
     while True:
-        problems = compiler.compile_resources(list(cand.values())).problems
-        new = {n: why for n, why in problems.items() if n in updated and n not in rejected}
+        compiled = compiler.compile_resources(list(cand.values()))
+        new = {n: why for n, why in compiled.problems.items() if n in updated and n not in rejected}
         if not new:
             break
         rejected.update(new)
         for name in new:
             _revert(name, cand, cand_versions, held, versions, removed)
-    return Outcome(cand, cand_versions, rejected, _compiling(cand, problems))
+    good, compiled = _compiling(cand, compiled)
+    return Outcome(cand, cand_versions, rejected, good, compiled)
 
 
 def _decode(r: ads_pb2.Resource) -> pb.Resource:
@@ -194,14 +203,16 @@ def _revert(
         cand_versions.pop(name, None)
 
 
-def _compiling(cand: dict[str, pb.Resource], problems: dict[str, str]) -> dict[str, pb.Resource]:
+def _compiling(
+    cand: dict[str, pb.Resource], compiled: compiler.Compiled
+) -> tuple[dict[str, pb.Resource], compiler.Compiled]:
     """`cand` without resources that have problems, recompiled until nothing else falls out."""
     good = dict(cand)
-    while drop := [n for n in problems if n in good]:
+    while drop := [n for n in compiled.problems if n in good]:
         for name in drop:
             del good[name]
-        problems = compiler.compile_resources(list(good.values())).problems
-    return good
+        compiled = compiler.compile_resources(list(good.values()))
+    return good, compiled
 
 
 def nack_message(rejected: dict[str, str]) -> str:
@@ -325,7 +336,7 @@ class XdsClient:
     async def _install(self, outcome: Outcome) -> None:
         good_versions = {n: outcome.versions[n] for n in outcome.good}
         if good_versions != self._applied or not self.synced:
-            await self._apply(list(outcome.good.values()))
+            await self._apply(list(outcome.good.values()), compiled=outcome.compiled)
             self._applied = good_versions
         if len(outcome.good) < len(outcome.held):
             left_out = sorted(set(outcome.held) - set(outcome.good))
