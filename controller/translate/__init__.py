@@ -1,0 +1,42 @@
+"""Kubernetes objects -> agentgw xDS resources per Gateway, and the statuses to write. Pure.
+
+    translate(inputs, now) -> Output
+        inputs: Inputs      frozen raw objects (GatewayClass, Gateway, HTTPRoute, ReferenceGrant,
+                            Namespace, Service, EndpointSlice, Secret, AgentgatewayBackend,
+                            AgentgatewayPolicy) + our controllerName + the cluster DNS domain
+        Output.resources    {GatewayKey(namespace, name): [resource_pb2.Resource, ...] sorted by key}
+        Output.statuses     {ObjectRef(group, kind, namespace, name): status stanza}
+
+Modules, in the order translation uses them:
+
+    model        Inputs, Output, GatewayKey, ObjectRef
+    index        lookups over one Inputs (parsed Gateway API views, objects by name)
+    refs         ReferenceGrants, label selectors
+    gateways     GatewayClass / Gateway / listener rules, Bind + Listener resources, statuses
+    agwbackends  AgentgatewayBackend -> Backend (static, OpenAI), Secrets for provider keys
+    backends     backendRef resolution: Service -> StaticBackend by DNS name; InvalidKind,
+                 RefNotPermitted, BackendNotFound
+    attach       parentRef -> listeners (sectionName, port, allowedRoutes, hostnames)
+    hostnames    listener/route hostname intersection
+    filters      matches, filters, timeouts, retry -> RouteMatch, TrafficPolicy, BackendPolicy
+    routes       HTTPRoute -> Routes per (rule, listener), `status.parents`
+    status       conditions and problems
+    pipeline     the steps in order (`translate`)
+
+Keys (each Gateway has its own proxies, so keys need no gateway prefix): `bind/<port>`,
+`bind/<port>/<listener>`, `bind/<port>/<listener>/<route ns>/<route name>/<rule index>`,
+`backend/<ns>/<name>` (AgentgatewayBackend), `service/<ns>/<name>:<port>` (Service).
+
+Not translated yet: GRPCRoute, TCPRoute, TLSRoute, ListenerSet (no views, not in Inputs);
+HTTPS/TLS listeners (the Listener proto carries no certificate); AgentgatewayPolicy (the proxy
+rejects Policy resources). An invalid backendRef next to valid ones does not get its share of 500s
+(the proto cannot name an invalid backend): see `routes`.
+
+No asyncio, no I/O, no Kubernetes client: tests/test_translate.py checks the imports (an
+import-linter contract in .importlinter should too).
+"""
+
+from controller.translate.model import CONTROLLER_NAME, GatewayKey, Inputs, ObjectRef, Output
+from controller.translate.pipeline import EPOCH, translate
+
+__all__ = ["CONTROLLER_NAME", "EPOCH", "GatewayKey", "Inputs", "ObjectRef", "Output", "translate"]

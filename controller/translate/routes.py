@@ -1,0 +1,284 @@
+"""HTTPRoute -> one Route per (rule, listener it attaches to), the Backends they use, and the
+route's `status.parents`.
+
+In: one raw HTTPRoute and a `Context` (our Gateways' states, the backend resolver, Namespace
+labels, the controller name, the clock). Out: a `RouteResult`: per Gateway the Route and Backend
+resources, the listeners the route attached to (for `attachedRoutes`), and the status stanza
+(None when the route has nothing to do with us).
+
+A Route's key is `<listener key>/<namespace>/<name>/<rule index>`; it carries the route's name,
+namespace, rule name (the rule's `name`, or its index), creation time and rule index, which the
+proxy uses for the Gateway API tie-breakers, the hostnames the route serves on that listener,
+the matches, the TrafficPolicy of the rule's filters, timeouts and retry, and one RouteBackend
+per *resolved* backendRef with its weight and backendRef filters.
+
+Invalid backendRefs (`ResolvedRefs=False`) are left out of the Route: the proxy answers 500 when
+a rule has no backend with weight, as the spec requires when every backendRef is invalid. With a
+mix, the valid ones take all the traffic instead of the spec's proportional 500s: the Route
+proto has no way to name an invalid backend yet (see the package docstring). A rule with a value
+agentgw cannot carry is dropped (`PartiallyInvalid`, message "Dropped Rule ..."), and a route
+whose every rule is dropped is `Accepted=False/UnsupportedValue`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pydantic
+
+from api.gateway import conditions
+from api.gateway import v1 as gw
+from api.proto.agentgw.v1 import resource_pb2 as pb
+from controller.translate import attach, backends, filters, gateways, index, model, status
+
+KIND = "HTTPRoute"
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    gateways: Mapping[model.GatewayKey, gateways.GatewayState]
+    resolver: backends.Resolver
+    labels_of: Callable[[str], Mapping[str, str]]
+    controller_name: str
+    now: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RouteResult:
+    resources: dict[model.GatewayKey, list[pb.Resource]]
+    attached: frozenset[tuple[model.GatewayKey, str]]
+    """(gateway, listener name) pairs the route attached to."""
+    status: dict[str, Any] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One translated rule, not yet placed on a listener."""
+
+    index: int
+    name: str
+    route: pb.Route | None
+    """The Route without key, listener and hostnames; None when the rule was dropped."""
+    backends: tuple[pb.Backend, ...] = ()
+    problems: tuple[status.Problem, ...] = ()
+    """Problems of its references (ResolvedRefs)."""
+    dropped: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What dropped rules do to the route's status."""
+
+    rejected: status.Problem | None = None
+    """Every rule was dropped: `Accepted=False` on every parent."""
+    partial: str | None = None
+    """Some rules were dropped: the `PartiallyInvalid` message."""
+
+
+def translate(obj: model.Object, ctx: Context) -> RouteResult:
+    namespace = index.namespace_of(obj)
+    refs = _our_parents(obj, namespace, ctx)
+    if not refs:
+        return RouteResult({}, frozenset(), _stale(obj, ctx))
+    stamp = status.Stamp(index.generation_of(obj), ctx.now)
+    try:
+        route = gw.parse(gw.HTTPRoute, obj)
+    except pydantic.ValidationError as exc:
+        problem = status.Problem(conditions.UNSUPPORTED_VALUE, gw.describe(exc))
+        parents = [_unaccepted(ref, namespace, problem) for ref in refs]
+        return RouteResult({}, frozenset(), _status(stamp, parents, (), Verdict(), ctx))
+    rules = tuple(_rule(route, i, r, ctx) for i, r in enumerate(route.spec.rules))
+    kept = [r for r in rules if r.route is not None]
+    parents = [_attach(ref, route, ctx) for ref in refs]
+    problems = tuple(p for r in kept for p in r.problems)
+    stanza = _status(stamp, parents, problems, _verdict(rules, kept), ctx)
+    if not kept:
+        return RouteResult({}, frozenset(), stanza)
+    attached = frozenset((p.gateway, a.listener.spec.name) for p in parents for a in p.attachments)
+    return RouteResult(_place(route, parents, kept), attached, stanza)
+
+
+# --------------------------------------------------------------------------------------------
+# Parents
+
+
+def _gateway_key(ref: gw.ParentReference, namespace: str) -> model.GatewayKey:
+    return model.GatewayKey(ref.namespace or namespace, ref.name)
+
+
+def _our_parents(obj: model.Object, namespace: str, ctx: Context) -> list[gw.ParentReference]:
+    """The route's parentRefs that name a Gateway of ours, without repeats (read leniently: a
+    route whose rules do not parse still gets a status on its parents)."""
+    try:
+        head = gw.parse(gw.RouteHead, obj)
+    except pydantic.ValidationError:
+        return []
+    out: list[gw.ParentReference] = []
+    for ref in head.spec.parent_refs:
+        ours = (
+            ref.group == gw.GROUP and ref.kind == "Gateway" and _gateway_key(ref, namespace) in ctx.gateways
+        )
+        if ours and ref not in out:
+            out.append(ref)
+    return out
+
+
+def _attach(ref: gw.ParentReference, route: gw.HTTPRoute, ctx: Context) -> attach.Parent:
+    namespace = route.metadata.namespace
+    gateway = ctx.gateways[_gateway_key(ref, namespace)]
+    return attach.attach(ref, namespace, KIND, route.spec.hostnames, gateway, ctx.labels_of)
+
+
+def _unaccepted(ref: gw.ParentReference, namespace: str, problem: status.Problem) -> attach.Parent:
+    return attach.Parent(attach.parent_ref(ref, namespace), _gateway_key(ref, namespace), (), problem)
+
+
+# --------------------------------------------------------------------------------------------
+# Rules
+
+
+def _rule(route: gw.HTTPRoute, i: int, rule: gw.HTTPRouteRule, ctx: Context) -> Rule:
+    where = f"spec.rules[{i}]"
+    name = rule.name or str(i)
+    namespace = route.metadata.namespace
+
+    def resolve(ref: gw.BackendObjectReference) -> backends.Resolution:
+        return ctx.resolver.resolve(ref, namespace, KIND)
+
+    try:
+        policy, mirrors = filters.traffic_policy(rule, where, resolve)
+        matches = [filters.match(m, f"{where}.matches[{j}]") for j, m in enumerate(rule.matches)]
+        route_backends, resolutions = _backends(rule, where, resolve)
+    except filters.Unsupported as exc:
+        return Rule(index=i, name=name, route=None, dropped=str(exc))
+    resolutions += mirrors
+    template = pb.Route(
+        name=route.metadata.name,
+        namespace=namespace,
+        rule_name=name,
+        matches=matches,
+        backends=route_backends,
+        policies=policy,
+        creation_unix_seconds=creation_seconds(route.metadata.creation_timestamp),
+        rule_index=i,
+    )
+    return Rule(
+        index=i,
+        name=name,
+        route=template,
+        backends=tuple(r.backend for r in resolutions if r.backend is not None),
+        problems=tuple(r.problem for r in resolutions if r.problem is not None),
+    )
+
+
+def _backends(
+    rule: gw.HTTPRouteRule, where: str, resolve: filters.RefResolver
+) -> tuple[list[pb.RouteBackend], list[backends.Resolution]]:
+    out: list[pb.RouteBackend] = []
+    resolutions: list[backends.Resolution] = []
+    for j, ref in enumerate(rule.backend_refs):
+        policy = filters.backend_policy(ref, f"{where}.backendRefs[{j}]")
+        resolution = resolve(ref)
+        resolutions.append(resolution)
+        if resolution.backend is not None:
+            ref_pb = pb.BackendRef(backend_key=resolution.backend.key)
+            out.append(pb.RouteBackend(ref=ref_pb, weight=ref.weight, policies=policy))
+    return out, resolutions
+
+
+def _verdict(rules: Sequence[Rule], kept: Sequence[Rule]) -> Verdict:
+    if len(kept) == len(rules):
+        return Verdict()
+    dropped = "; ".join(
+        f"{r.index}{'' if r.name == str(r.index) else f' ({r.name})'}: {r.dropped}"
+        for r in rules
+        if r.dropped
+    )
+    message = f"Dropped Rule(s) {dropped}"
+    if kept:
+        return Verdict(partial=message)
+    return Verdict(rejected=status.Problem(conditions.UNSUPPORTED_VALUE, message))
+
+
+def creation_seconds(timestamp: str | None) -> int:
+    """Unix seconds of an RFC 3339 `creationTimestamp`; 0 when absent or unreadable."""
+    if not timestamp:
+        return 0
+    try:
+        return int(datetime.datetime.fromisoformat(timestamp).timestamp())
+    except ValueError:
+        return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Placement on listeners
+
+
+def _place(
+    route: gw.HTTPRoute, parents: Sequence[attach.Parent], rules: Sequence[Rule]
+) -> dict[model.GatewayKey, list[pb.Resource]]:
+    """The Route resources per attachment (one per listener), plus the Backends they use."""
+    out: dict[model.GatewayKey, list[pb.Resource]] = {}
+    placed: set[tuple[model.GatewayKey, str]] = set()
+    for parent in parents:
+        for attachment in parent.attachments:
+            listener = attachment.listener
+            if (parent.gateway, listener.key) in placed:
+                continue
+            placed.add((parent.gateway, listener.key))
+            resources = out.setdefault(parent.gateway, [])
+            for rule in rules:
+                assert rule.route is not None
+                placed_route = pb.Route()
+                placed_route.CopyFrom(rule.route)
+                placed_route.key = (
+                    f"{listener.key}/{route.metadata.namespace}/{route.metadata.name}/{rule.index}"
+                )
+                placed_route.listener_key = listener.key
+                placed_route.hostnames.extend(attachment.hostnames)
+                resources.append(pb.Resource(route=placed_route))
+                resources.extend(pb.Resource(backend=b) for b in rule.backends)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Status
+
+
+def _status(
+    stamp: status.Stamp,
+    parents: Sequence[attach.Parent],
+    problems: Sequence[status.Problem],
+    verdict: Verdict,
+    ctx: Context,
+) -> dict[str, Any]:
+    """Our `status.parents` entries: Accepted and ResolvedRefs (+ PartiallyInvalid) per parentRef."""
+    resolved = None
+    if problems:
+        # The first problem's reason; every distinct message, so none is hidden.
+        resolved = status.Problem(problems[0].reason, "; ".join(dict.fromkeys(p.message for p in problems)))
+    entries = []
+    for parent in parents:
+        problem = parent.problem or verdict.rejected
+        found = [
+            status.from_problem(conditions.ACCEPTED, problem, conditions.ACCEPTED, "", stamp),
+            status.from_problem(conditions.RESOLVED_REFS, resolved, conditions.RESOLVED_REFS, "", stamp),
+        ]
+        if verdict.partial is not None and problem is None:
+            partial = status.condition(
+                conditions.PARTIALLY_INVALID, True, conditions.UNSUPPORTED_VALUE, verdict.partial, stamp
+            )
+            found.append(partial)
+        entries.append({"parentRef": parent.ref, "controllerName": ctx.controller_name, "conditions": found})
+    return {"parents": entries}
+
+
+def _stale(obj: model.Object, ctx: Context) -> dict[str, Any] | None:
+    """`{"parents": []}` for a route that no longer names a Gateway of ours but still carries an
+    entry of ours (the writer then removes it); None when the route was never ours."""
+    current = obj.get("status") or {}
+    ours = any(p.get("controllerName") == ctx.controller_name for p in current.get("parents") or ())
+    return {"parents": []} if ours else None
