@@ -4,6 +4,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+GOBIN_DIR := $(shell go env GOPATH 2>/dev/null)/bin
+HELM := $(GOBIN_DIR)/helm
+HELM_VERSION := v3.16.4
 PROTO_SRC := $(wildcard api/proto/agentgw/v1/*.proto) $(wildcard api/proto/xds/*.proto)
 
 .DEFAULT_GOAL := help
@@ -20,10 +23,16 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP) ## Create .venv with agentgw and its pinned dev tools
 
+$(HELM):
+	@command -v go >/dev/null || (echo "the Go toolchain is needed to build helm for the chart tests" >&2; exit 1)
+	go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+tools: $(HELM) ## Build the test tools that come from the Go module proxy (helm)
+
 run: $(STAMP) ## Run the gateway on examples/standalone/config.yaml with a demo upstream
 	@bash examples/standalone/run.sh
 
-test: $(STAMP) ## Run the whole test suite (unit, integration)
+test: $(STAMP) $(HELM) ## Run the whole test suite (unit, integration, e2e)
 	$(BIN)/pytest -q
 
 lint: $(STAMP) ## ruff format check, ruff, import-linter contracts
@@ -41,10 +50,11 @@ typecheck: $(STAMP) ## mypy --strict on api/, controller/, dataplane/
 gen: $(STAMP) ## Regenerate protobuf code (api/proto) and CRDs (crds/)
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_SRC)
 	$(BIN)/python hack/gen_crds.py
+	cp crds/*.yaml charts/agentgw/crds/
 
 gen-check: gen ## Fail if regenerated code differs from what is checked in
-	@git diff --exit-code -- api/proto crds || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
-	@test -z "$$(git status --porcelain -- api/proto crds)" || (echo "untracked generated files: run make gen and commit" >&2; exit 1)
+	@git diff --exit-code -- api/proto crds charts/agentgw/crds || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- api/proto crds charts/agentgw/crds)" || (echo "untracked generated files: run make gen and commit" >&2; exit 1)
 
 bench: bench-http bench-xds ## Run all benchmarks
 
@@ -63,4 +73,5 @@ lock: ## Re-resolve and pin dependencies into requirements.lock
 clean: ## Remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install run test lint fmt typecheck gen gen-check bench bench-http bench-xds lock clean
+
+.PHONY: help install tools run test lint fmt typecheck gen gen-check bench bench-http bench-xds lock clean
