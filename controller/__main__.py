@@ -1,11 +1,23 @@
-"""`agentgw-controller`: the control plane. Today: `--from-file` mode, one gateway from a file.
+"""`agentgw-controller`: the control plane, against Kubernetes or from one file.
+
+    agentgw-controller [--xds-port 9978] [--metrics-port 9092]
+                       [--gateway-classes agentgateway,agentgateway-v2]
+
+watches the cluster (KUBECONFIG, or the in-cluster service account) with kopf, translates Gateway
+API and agentgateway.dev objects into one xDS snapshot per Gateway of our classes, serves them
+over delta xDS to the proxies, writes statuses, and creates the `--gateway-classes` that are
+missing (controllerName agentgateway.dev/agentgateway). Flow: controller.k8s.operator (kopf event
+handlers) -> controller.k8s.store -> controller.reconcile -> controller.xds.cache + status.
 
     agentgw-controller --from-file config.yaml --xds-port 9978
 
 serves the standalone file's resources over delta xDS to every proxy that connects
 (`agentgw-proxy` with XDS_ADDRESS=host:9978) and republishes them when the file changes.
-`--metrics-port` (default 9092) serves /metrics and /healthz. SIGTERM stops it: proxies keep
-serving their last good config and reconnect when a controller is back.
+
+Both: `--metrics-port` (default 9092) serves /metrics and /healthz. SIGTERM stops it: proxies keep
+serving their last good config and reconnect when a controller is back. `--xds-auth none` is the
+only mode (TokenReview authentication of proxies is not implemented yet); `--leader-elect` is
+accepted but not implemented: every replica writes statuses.
 """
 
 from __future__ import annotations
@@ -17,11 +29,13 @@ import logging
 import signal
 import sys
 
+import kopf
 import uvloop
 from aiohttp import web
 
 from api import errors
-from controller import filesource
+from controller import filesource, reconcile, translate
+from controller.k8s import client, operator, status, store
 from controller.xds import cache, metrics, server
 
 log = logging.getLogger("agentgw.controller")
@@ -29,10 +43,21 @@ log = logging.getLogger("agentgw.controller")
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="agentgw-controller", description="agentgw control plane")
-    p.add_argument("--from-file", required=True, help="serve this standalone config file to every proxy")
+    p.add_argument("--from-file", help="serve this standalone config file to every proxy (no Kubernetes)")
     p.add_argument("--xds-port", type=int, default=9978, help="delta xDS (gRPC) port (default 9978)")
     p.add_argument("--xds-host", default="0.0.0.0")
     p.add_argument("--metrics-port", type=int, default=9092, help="/metrics and /healthz (0 disables)")
+    p.add_argument(
+        "--xds-auth", choices=["none"], default="none", help="proxy authentication (TokenReview: not yet)"
+    )
+    p.add_argument(
+        "--gateway-classes",
+        default="agentgateway,agentgateway-v2",
+        help="GatewayClasses to create if missing (comma-separated; empty: none)",
+    )
+    p.add_argument("--controller-name", default=translate.CONTROLLER_NAME, help=argparse.SUPPRESS)
+    p.add_argument("--leader-elect", action="store_true", help="accepted; leader election is not implemented")
+    p.add_argument("--debounce", type=float, default=0.1, help="seconds to wait for more changes (0.1)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -53,7 +78,93 @@ async def _metrics_server(stats: metrics.Registry, port: int) -> web.AppRunner:
     return runner
 
 
+async def _stopped() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _run_kubernetes(args: argparse.Namespace) -> int:
+    try:
+        info = client.credentials()
+    except kopf.LoginError as exc:
+        print(f"agentgw-controller: {exc}", file=sys.stderr)
+        return 1
+    if args.leader_elect:
+        log.warning("--leader-elect is not implemented: this replica writes statuses unconditionally")
+    stop = await _stopped()
+    stats = metrics.Registry()
+    snapshots = cache.SnapshotCache(stats)
+    ads = server.DeltaAds(snapshots, stats)
+    grpc_server, port = await server.start(ads, args.xds_port, args.xds_host)
+    log.info("xDS on %s:%d (auth: %s)", args.xds_host, port, args.xds_auth)
+    runner = await _metrics_server(stats, args.metrics_port) if args.metrics_port else None
+
+    objects = store.Store()
+    api = client.Client(info)
+    writer = status.Writer(api, args.controller_name)
+    kopf_stop = asyncio.Event()
+    kopf_task = asyncio.create_task(
+        kopf.operator(
+            registry=operator.registry(objects, info),
+            settings=operator.settings(),
+            clusterwide=True,
+            standalone=True,
+            stop_flag=kopf_stop,
+        )
+    )
+    reconciler = reconcile.Reconciler(
+        objects, snapshots, writer.write, controller_name=args.controller_name, debounce=args.debounce
+    )
+    classes = [c.strip() for c in args.gateway_classes.split(",") if c.strip()]
+
+    async def main_loop() -> None:
+        await operator.wait_synced(api, objects)
+        log.info("initial state loaded (%d objects); reconciling", sum(1 for _ in objects.objects()))
+        background = asyncio.create_task(_ensure_classes(api, classes, args.controller_name))
+        try:
+            await reconciler.run()
+        finally:
+            background.cancel()
+
+    work = asyncio.create_task(main_loop())
+    stop_task = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({work, kopf_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    for task in (work, kopf_task):
+        if task in done and not task.cancelled() and task.exception() is not None:
+            log.error("stopping: %r", task.exception())
+            code = 1
+    work.cancel()
+    stop_task.cancel()
+    kopf_stop.set()
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+        async with asyncio.timeout(5):
+            await kopf_task
+    kopf_task.cancel()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5):
+            await ads.close_streams()
+    await grpc_server.stop(1.0)
+    await api.close()
+    if runner is not None:
+        await runner.cleanup()
+    return code
+
+
+async def _ensure_classes(api: client.Client, names: list[str], controller_name: str) -> None:
+    """Retry every 5 s until they exist (the GatewayClass CRD may be installed later)."""
+    while True:
+        if not names or await operator.ensure_gateway_classes(api, names, controller_name):
+            return
+        await asyncio.sleep(5)
+
+
 async def _run(args: argparse.Namespace) -> int:
+    if args.from_file is None:
+        return await _run_kubernetes(args)
     try:
         model = filesource.load(args.from_file)
     except errors.ConfigError as exc:
@@ -94,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if logging.getLogger().level > logging.DEBUG:
+        # kopf logs every handled watch event at INFO ("Handler 'store-...' succeeded").
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     return uvloop.run(_run(args))
 
 

@@ -1,0 +1,127 @@
+"""The reconcile loop: store changes -> translate -> xDS snapshots per Gateway -> statuses.
+
+In: the object store (controller.k8s.store, fed by kopf), the snapshot cache (controller.xds.cache)
+and a status writer (`WriteStatus`: controller.k8s.status.Writer.write in production, a fake in
+tests). Out: one published snapshot per Gateway of our classes, `cache.clear` for Gateways that
+disappeared, and status writes for objects whose stored status differs from the merged one.
+
+`Reconciler.run` waits for a store change, waits `debounce` more (a burst of events gives one
+translation), freezes the store into `translate.Inputs`, and calls `reconcile_once`. A rejected
+snapshot is logged (the cache keeps serving the previous one); a failed status write is logged
+and retried `retry_after` seconds later. Called by controller.__main__ after the startup barrier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from controller import translate
+from controller.k8s import kinds, status, store
+from controller.xds import cache, snapshot
+
+log = logging.getLogger(__name__)
+
+WriteStatus = Callable[[str, str, str, str, Mapping[str, Any]], Awaitable[bool]]
+"""(group, kind, namespace, name, our status stanza) -> whether a write happened."""
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        objects: store.Store,
+        snapshots: cache.SnapshotCache,
+        write_status: WriteStatus | None,
+        controller_name: str = translate.CONTROLLER_NAME,
+        debounce: float = 0.1,
+        retry_after: float = 2.0,
+        clock: Callable[[], datetime.datetime] = _now,
+    ) -> None:
+        self.objects = objects
+        self.snapshots = snapshots
+        self.write_status = write_status
+        """None: statuses are not written (e.g. not the leader)."""
+        self.controller_name = controller_name
+        self.debounce = debounce
+        self.retry_after = retry_after
+        self.clock = clock
+        self.published: set[cache.GatewayKey] = set()
+        self.runs = 0
+
+    def translate_store(self) -> translate.Output:
+        objs = list(self.objects.objects(kinds.TRANSLATED))
+        inputs = translate.Inputs.from_objects(objs, controller_name=self.controller_name)
+        return translate.translate(inputs, self.clock())
+
+    def publish(self, output: translate.Output) -> None:
+        """Publish every Gateway's resources; clear the Gateways no longer in the output."""
+        current: set[cache.GatewayKey] = set()
+        for key, resources in output.resources.items():
+            gateway = cache.GatewayKey(key.namespace, key.name)
+            current.add(gateway)
+            try:
+                self.snapshots.publish(gateway, resources)
+            except snapshot.InconsistentSnapshot:
+                pass  # logged and counted by the cache; the previous snapshot stays
+        for gone in self.published - current:
+            log.info("gateway %s is gone: clearing its snapshot", gone)
+            self.snapshots.clear(gone)
+        self.published = current
+
+    def changed_statuses(
+        self, output: translate.Output
+    ) -> list[tuple[translate.ObjectRef, Mapping[str, Any]]]:
+        """The statuses that differ from the stored objects' (objects not in the store are skipped)."""
+        out: list[tuple[translate.ObjectRef, Mapping[str, Any]]] = []
+        for ref, ours in sorted(output.statuses.items()):
+            live = self.objects.get(ref.group, ref.kind, ref.namespace, ref.name)
+            if live is None:
+                continue
+            before = live.get("status")
+            if not status.equivalent(status.merge(before, ours, self.controller_name), before):
+                out.append((ref, ours))
+        return out
+
+    async def reconcile_once(self) -> bool:
+        """One pass; False if some status write failed (the caller retries)."""
+        self.runs += 1
+        output = self.translate_store()
+        self.publish(output)
+        if self.write_status is None:
+            return True
+        ok = True
+        for ref, ours in self.changed_statuses(output):
+            try:
+                await self.write_status(ref.group, ref.kind, ref.namespace, ref.name, ours)
+            except Exception as exc:
+                ok = False
+                log.warning("status of %s %s/%s not written: %s", ref.kind, ref.namespace, ref.name, exc)
+        return ok
+
+    async def run(self) -> None:
+        """Reconcile now, then after every change (debounced) and after failed writes (backoff)."""
+        seen = self.objects.version
+        ok = await self._safe_once()
+        while True:
+            try:
+                async with asyncio.timeout(None if ok else self.retry_after):
+                    await self.objects.wait_changed(seen)
+            except TimeoutError:
+                pass
+            await asyncio.sleep(self.debounce)
+            seen = self.objects.version
+            ok = await self._safe_once()
+
+    async def _safe_once(self) -> bool:
+        try:
+            return await self.reconcile_once()
+        except Exception:
+            log.exception("reconcile failed")
+            return False

@@ -1,0 +1,426 @@
+"""The seed, end to end: a real kube-apiserver, `agentgw-controller`, an xDS-fed proxy, the openai SDK.
+
+A session fixture runs `hack/apiserver.sh up` (its own state dir; `down` at the end), installs
+the Gateway API CRDs (e2e/gateway-api, v1.6.1 standard channel) and crds/, and starts
+`agentgw-controller` (Kubernetes mode, free xDS and metrics ports, KUBECONFIG of that apiserver).
+The seed manifests (api/tests/testdata/valid/seed-001-openai.yaml) are applied with a key in the
+Secret and, on the AgentgatewayBackend, host/port overrides to a fake OpenAI server on 127.0.0.1.
+A proxy starts with the env a Deployment would carry (XDS_ADDRESS, NAMESPACE, GATEWAY); the
+Gateway's listener port 80 is used as is when it can be bound, else a free port replaces it.
+
+Every wait is bounded; every process is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import yaml
+from aiohttp import web
+
+from dataplane.tests import harness
+from e2e.processes import XdsProxy
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "hack" / "apiserver.sh"
+GATEWAY_API = REPO / "e2e" / "gateway-api"
+SEED = REPO / "api" / "tests" / "testdata" / "valid" / "seed-001-openai.yaml"
+NS = "agentgateway-system"
+KEY = "sk-from-the-secret"
+WAIT = 30.0
+
+_BUILT = subprocess.run(["bash", str(SCRIPT), "built"], check=False).returncode == 0
+pytestmark = pytest.mark.timeout(180 if _BUILT else 3600)
+
+
+@dataclass
+class Cluster:
+    kubeconfig: Path
+    kubectl_bin: Path
+
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            pytest.fail(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc
+
+    def apply(self, docs: list[dict[str, Any]], check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs), check=check)
+
+    def get(self, kind: str, name: str, namespace: str | None = NS) -> dict[str, Any]:
+        """The object, or {} if it does not exist (yet)."""
+        ns = ["-n", namespace] if namespace else []
+        proc = self.kubectl("get", kind, name, *ns, "-o", "json", check=False)
+        out: dict[str, Any] = json.loads(proc.stdout) if proc.returncode == 0 else {}
+        return out
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def conditions(entry: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in entry.get("conditions", [])}
+
+
+# ----------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if not _BUILT and shutil.which("go") is None:
+        pytest.skip("no Go toolchain to build kube-apiserver (and no cached binaries)")
+    env = {**os.environ, "AGENTGW_APISERVER_DIR": str(tmp_path_factory.mktemp("apiserver") / "state")}
+    up = subprocess.run(["bash", str(SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=3500)
+    try:
+        if up.returncode != 0:
+            pytest.fail(f"hack/apiserver.sh up failed ({up.returncode}):\n{up.stderr[-4000:]}")
+        out = subprocess.run(["bash", str(SCRIPT), "env"], capture_output=True, text=True, check=True).stdout
+        info = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        c = Cluster(Path(up.stdout.splitlines()[-1]), Path(info["KUBECTL"]))
+        c.kubectl("apply", "--server-side", "-f", str(GATEWAY_API))
+        c.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        c.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
+        yield c
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "down"], env=env, capture_output=True, timeout=60, check=False)
+
+
+@dataclass
+class Controller:
+    proc: subprocess.Popen[bytes]
+    xds_port: int
+    metrics_port: int
+    log: Path
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def controller(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]:
+    log = tmp_path_factory.mktemp("controller") / "controller.log"
+    xds_port, metrics_port = harness.free_port(), harness.free_port()
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "controller",
+                "--xds-host",
+                "127.0.0.1",
+                "--xds-port",
+                str(xds_port),
+                *(
+                    "--metrics-port",
+                    str(metrics_port),
+                ),
+            ],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    ctl = Controller(proc, xds_port, metrics_port, log)
+    try:
+        wait_for("the controller's /healthz", lambda: _http_ok(f"http://127.0.0.1:{metrics_port}/healthz"))
+        yield ctl
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _http_ok(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+@dataclass
+class FakeOpenAI:
+    port: int
+    seen: list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """An OpenAI chat-completions endpoint on 127.0.0.1, in a thread with its own loop."""
+    import asyncio
+
+    seen: list[dict[str, Any]] = []
+
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        return web.json_response(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 1,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "hi there"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+            }
+        )
+
+    port = harness.free_port()
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    runner: list[web.AppRunner] = []
+
+    async def start() -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", chat)
+        r = web.AppRunner(app, access_log=None)
+        await r.setup()
+        await web.TCPSite(r, "127.0.0.1", port).start()
+        runner.append(r)
+        started.set()
+
+    thread = threading.Thread(
+        target=lambda: (loop.run_until_complete(start()), loop.run_forever()), daemon=True
+    )
+    thread.start()
+    assert started.wait(10)
+    try:
+        yield FakeOpenAI(port, seen)
+    finally:
+        asyncio.run_coroutine_threadsafe(runner[0].cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def _port_80_free() -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", 80))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class Seed:
+    listener_port: int
+    docs: list[dict[str, Any]]
+
+    def doc(self, kind: str) -> dict[str, Any]:
+        return next(d for d in self.docs if d["kind"] == kind)
+
+
+@pytest.fixture(scope="module")
+def seed(cluster: Cluster, controller: Controller, fake_openai: FakeOpenAI) -> Seed:
+    docs = [d for d in yaml.safe_load_all(SEED.read_text()) if d]
+    port = 80 if _port_80_free() else harness.free_port()  # 80 needs root (or a free port 80)
+    for d in docs:
+        if d["kind"] == "Gateway":
+            d["spec"]["listeners"][0]["port"] = port
+        if d["kind"] == "Secret":
+            d["stringData"]["Authorization"] = KEY
+        if d["kind"] == "AgentgatewayBackend":
+            d["spec"]["ai"]["provider"].update({"host": "127.0.0.1", "port": fake_openai.port})
+    cluster.kubectl("create", "namespace", NS)
+    cluster.apply(docs)
+    return Seed(port, docs)
+
+
+@pytest.fixture(scope="module")
+def proxy(seed: Seed, controller: Controller, tmp_path_factory: pytest.TempPathFactory) -> Iterator[XdsProxy]:
+    p = XdsProxy(
+        tmp_path_factory.mktemp("proxy"), controller.xds_port, namespace=NS, gateway="agentgateway-proxy"
+    )
+    p.start(timeout=WAIT)
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+def _chat(port: int, prefix: str) -> openai.types.chat.ChatCompletion:
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}{prefix}", api_key="client-key", max_retries=0)
+    with contextlib.closing(client):
+        return client.chat.completions.create(
+            model="whatever", messages=[{"role": "user", "content": "Explain agent gateways"}], timeout=10
+        )
+
+
+def _status_code(port: int, prefix: str) -> int:
+    try:
+        _chat(port, prefix)
+    except openai.APIStatusError as exc:
+        return exc.status_code
+    return 200
+
+
+# ----------------------------------------------------------------------------------- tests
+
+
+def test_the_seed_objects_get_accepted_and_programmed_statuses(cluster: Cluster, seed: Seed) -> None:
+    def class_ok() -> Any:
+        gc = cluster.get("gatewayclass", "agentgateway-v2", namespace=None)
+        return conditions(gc.get("status", {})).get("Accepted") == ("True", "Accepted") and gc
+
+    gc = wait_for("GatewayClass agentgateway-v2 Accepted", class_ok)
+    assert gc["spec"]["controllerName"] == "agentgateway.dev/agentgateway"
+
+    def gateway_ok() -> bool:
+        c = conditions(cluster.get("gateway", "agentgateway-proxy").get("status", {}))
+        return c.get("Accepted", ("",))[0] == "True" and c.get("Programmed", ("",))[0] == "True"
+
+    wait_for("Gateway Accepted and Programmed", gateway_ok)
+
+    def route_ok() -> bool:
+        parents = cluster.get("httproute", "openai").get("status", {}).get("parents", [])
+        return any(
+            conditions(p).get("Accepted", ("",))[0] == "True"
+            and conditions(p).get("ResolvedRefs", ("",))[0] == "True"
+            for p in parents
+        )
+
+    wait_for("HTTPRoute parents Accepted and ResolvedRefs", route_ok)
+    wait_for(
+        "AgentgatewayBackend Accepted",
+        lambda: (
+            conditions(cluster.get("agentgatewaybackend", "openai").get("status", {})).get("Accepted", ("",))[
+                0
+            ]
+            == "True"
+        ),
+    )
+
+
+def test_kopf_writes_nothing_but_statuses_to_the_objects(cluster: Cluster, seed: Seed) -> None:
+    for kind, name in [
+        ("gateway", "agentgateway-proxy"),
+        ("httproute", "openai"),
+        ("secret", "openai-secret"),
+    ]:
+        meta = cluster.get(kind, name)["metadata"]
+        assert not meta.get("finalizers"), (kind, meta)
+        assert not [a for a in meta.get("annotations", {}) if "kopf" in a], (kind, meta)
+
+
+def test_an_openai_chat_request_reaches_the_provider_with_the_secret_key(
+    seed: Seed, proxy: XdsProxy, fake_openai: FakeOpenAI
+) -> None:
+    reply = wait_for("a 200 through /openai", lambda: _try_chat(seed.listener_port, "/openai"))
+    assert reply.choices[0].message.content == "hi there"
+    last = fake_openai.seen[-1]
+    assert last["path"] == "/v1/chat/completions"
+    assert last["headers"]["Authorization"] == f"Bearer {KEY}"
+    assert last["body"]["model"] == "gpt-4o"
+
+
+def _try_chat(port: int, prefix: str) -> openai.types.chat.ChatCompletion | None:
+    try:
+        return _chat(port, prefix)
+    except openai.APIError:
+        return None
+
+
+def test_the_proxy_follows_an_edited_route_path_without_restarting(
+    cluster: Cluster, seed: Seed, proxy: XdsProxy
+) -> None:
+    pid = proxy.proc.pid if proxy.proc else None
+    route = json.loads(json.dumps(seed.doc("HTTPRoute")))
+    route["spec"]["rules"][0]["matches"][0]["path"]["value"] = "/openai2"
+    cluster.apply([route])
+    wait_for("/openai2 to answer 200", lambda: _status_code(seed.listener_port, "/openai2") == 200)
+    assert _status_code(seed.listener_port, "/openai") == 404
+    assert proxy.proc is not None and proxy.proc.pid == pid and proxy.proc.poll() is None
+
+
+def test_a_deleted_route_gets_404(cluster: Cluster, seed: Seed, proxy: XdsProxy) -> None:
+    cluster.kubectl("delete", "httproute", "openai", "-n", NS)
+    wait_for("/openai2 to answer 404", lambda: _status_code(seed.listener_port, "/openai2") == 404)
+
+
+def test_a_route_to_a_missing_service_has_backend_not_found(cluster: Cluster, seed: Seed) -> None:
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "missing", "namespace": NS},
+        "spec": {
+            "parentRefs": [{"name": "agentgateway-proxy"}],
+            "rules": [{"backendRefs": [{"name": "no-such-service", "port": 8080}]}],
+        },
+    }
+    cluster.apply([route])
+
+    def resolved() -> tuple[str, str] | None:
+        parents = cluster.get("httproute", "missing").get("status", {}).get("parents", [])
+        return conditions(parents[0]).get("ResolvedRefs") if parents else None
+
+    assert wait_for("ResolvedRefs on route missing", resolved) == ("False", "BackendNotFound")
+
+
+def test_an_invalid_backend_is_rejected_by_the_apiserver_with_the_crd_message(
+    cluster: Cluster, seed: Seed
+) -> None:
+    backend = json.loads(json.dumps(seed.doc("AgentgatewayBackend")))
+    backend["metadata"]["name"] = "half-override"
+    backend["spec"]["ai"]["provider"].pop("port")
+    out = cluster.apply([backend], check=False)
+    assert out.returncode != 0
+    assert "both host and port must be set together" in out.stderr
+
+
+def test_the_controller_serves_metrics_and_logged_no_errors(controller: Controller, seed: Seed) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{controller.metrics_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    assert "agentgateway-system/agentgateway-proxy" in text
+    assert controller.proc.poll() is None
+    # kopf retries (and logs at ERROR) the 429s an apiserver answers right after a CRD install.
+    errors = [
+        line for line in controller.text().splitlines() if " ERROR " in line and "will retry" not in line
+    ]
+    assert errors == []
