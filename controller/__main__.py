@@ -34,8 +34,8 @@ import uvloop
 from aiohttp import web
 
 from api import errors
-from controller import filesource, reconcile, translate
-from controller.k8s import client, operator, status, store
+from controller import deployer, filesource, reconcile, translate
+from controller.k8s import client, deploy, operator, status, store
 from controller.xds import cache, metrics, server
 
 log = logging.getLogger("agentgw.controller")
@@ -56,6 +56,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="GatewayClasses to create if missing (comma-separated; empty: none)",
     )
     p.add_argument("--controller-name", default=translate.CONTROLLER_NAME, help=argparse.SUPPRESS)
+    defaults = deployer.DeployerSettings()
+    p.add_argument(
+        "--xds-address",
+        default=defaults.xds_address,
+        help=f"the address proxies dial, set in their Deployment (default {defaults.xds_address})",
+    )
+    p.add_argument("--proxy-image-registry", default=defaults.image_registry)
+    p.add_argument("--proxy-image-repository", default=defaults.image_repository)
+    p.add_argument("--proxy-image-tag", default=defaults.image_tag)
+    p.add_argument("--proxy-image-pull-policy", default="")
+    p.add_argument("--proxy-replicas", type=int, default=defaults.replicas)
     p.add_argument("--leader-elect", action="store_true", help="accepted; leader election is not implemented")
     p.add_argument("--debounce", type=float, default=0.1, help="seconds to wait for more changes (0.1)")
     p.add_argument("--log-level", default="info")
@@ -115,8 +126,24 @@ async def _run_kubernetes(args: argparse.Namespace) -> int:
             stop_flag=kopf_stop,
         )
     )
+    proxies = deploy.Deployer(
+        api,
+        deployer.DeployerSettings(
+            image_registry=args.proxy_image_registry,
+            image_repository=args.proxy_image_repository,
+            image_tag=args.proxy_image_tag,
+            image_pull_policy=args.proxy_image_pull_policy or None,
+            xds_address=args.xds_address,
+            replicas=args.proxy_replicas,
+        ),
+    )
     reconciler = reconcile.Reconciler(
-        objects, snapshots, writer.write, controller_name=args.controller_name, debounce=args.debounce
+        objects,
+        snapshots,
+        writer.write,
+        controller_name=args.controller_name,
+        debounce=args.debounce,
+        deploy=proxies.sync,
     )
     classes = [c.strip() for c in args.gateway_classes.split(",") if c.strip()]
 

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 WriteStatus = Callable[[str, str, str, str, Mapping[str, Any]], Awaitable[bool]]
 """(group, kind, namespace, name, our status stanza) -> whether a write happened."""
 
+Deploy = Callable[[store.Store, list[tuple[str, str]]], Awaitable[bool]]
+"""(store, owned gateways as (namespace, name)) -> False if some apply failed."""
+
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
@@ -43,8 +46,11 @@ class Reconciler:
         debounce: float = 0.1,
         retry_after: float = 2.0,
         clock: Callable[[], datetime.datetime] = _now,
+        deploy: Deploy | None = None,
     ) -> None:
         self.objects = objects
+        self.deploy = deploy
+        """Applies each Gateway's proxy objects (controller.k8s.deploy); None: not deployed."""
         self.snapshots = snapshots
         self.write_status = write_status
         """None: statuses are not written (e.g. not the leader)."""
@@ -97,6 +103,8 @@ class Reconciler:
         if self.write_status is None:
             return True
         ok = True
+        if self.deploy is not None:
+            ok = await self.deploy(self.objects, [(k.namespace, k.name) for k in output.resources])
         for ref, ours in self.changed_statuses(output):
             try:
                 await self.write_status(ref.group, ref.kind, ref.namespace, ref.name, ours)

@@ -336,6 +336,34 @@ def test_the_seed_objects_get_accepted_and_programmed_statuses(cluster: Cluster,
     )
 
 
+def test_the_gateway_gets_its_proxy_deployment_service_and_config(cluster: Cluster, seed: Seed) -> None:
+    def deployment() -> dict[str, Any] | None:
+        out = cluster.kubectl("get", "deployments", "-n", "agentgateway-system", "-o", "json")
+        items = [
+            d
+            for d in json.loads(out.stdout)["items"]
+            if d["metadata"].get("labels", {}).get("gateway.networking.k8s.io/gateway-name")
+            == "agentgateway-proxy"
+        ]
+        return items[0] if items else None
+
+    dep = wait_for("the proxy Deployment", deployment)
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    assert env["NAMESPACE"] == "agentgateway-system"
+    assert env["GATEWAY"] == "agentgateway-proxy"
+    assert env["XDS_ADDRESS"]
+    owner = dep["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"]) == ("Gateway", "agentgateway-proxy")
+    name = dep["metadata"]["name"]
+    svc = json.loads(
+        cluster.kubectl("get", "service", name, "-n", "agentgateway-system", "-o", "json").stdout
+    )
+    assert 80 in [p["port"] for p in svc["spec"]["ports"]]
+    for kind in ("serviceaccount", "configmap"):
+        cluster.kubectl("get", kind, name, "-n", "agentgateway-system")
+
+
 def test_kopf_writes_nothing_but_statuses_to_the_objects(cluster: Cluster, seed: Seed) -> None:
     for kind, name in [
         ("gateway", "agentgateway-proxy"),
