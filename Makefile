@@ -32,7 +32,16 @@ tools: $(HELM) ## Build the test tools that come from the Go module proxy (helm)
 run: $(STAMP) ## Run the gateway on examples/standalone/config.yaml with a demo upstream
 	@bash examples/standalone/run.sh
 
-test: $(STAMP) $(HELM) ## Run the whole test suite (unit, integration, e2e)
+apiserver: ## Build kube-apiserver, etcd and kubectl for e2e tests once (cached in ~/.cache/agentgw)
+	bash hack/apiserver.sh build
+
+apiserver-up: apiserver ## Start a kube-apiserver + etcd on 127.0.0.1; prints the kubeconfig path
+	@bash hack/apiserver.sh up
+
+apiserver-down: ## Stop the kube-apiserver + etcd started by apiserver-up
+	@bash hack/apiserver.sh down
+
+test: $(STAMP) $(HELM) apiserver ## Run the whole test suite (unit, integration, e2e on a real apiserver)
 	$(BIN)/pytest -q
 
 lint: $(STAMP) ## ruff format check, ruff, import-linter contracts
@@ -74,4 +83,4 @@ clean: ## Remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 
-.PHONY: help install tools run test lint fmt typecheck gen gen-check bench bench-http bench-xds lock clean
+.PHONY: help install tools apiserver apiserver-up apiserver-down run test lint fmt typecheck gen gen-check bench bench-http bench-xds lock clean
