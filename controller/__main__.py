@@ -15,9 +15,15 @@ serves the standalone file's resources over delta xDS to every proxy that connec
 (`agentgw-proxy` with XDS_ADDRESS=host:9978) and republishes them when the file changes.
 
 Both: `--metrics-port` (default 9092) serves /metrics and /healthz. SIGTERM stops it: proxies keep
-serving their last good config and reconnect when a controller is back. `--xds-auth none` is the
-only mode (TokenReview authentication of proxies is not implemented yet); `--leader-elect` is
-accepted but not implemented: every replica writes statuses.
+serving their last good config and reconnect when a controller is back.
+
+`--xds-auth tokenreview` (Kubernetes mode; default `none`): every xDS stream must carry
+`authorization: Bearer <ServiceAccount token>` of the proxy ServiceAccount of the Gateway it asks
+for, checked by TokenReview (controller.k8s.tokenreview; `--xds-token-audience` when the proxies'
+projected tokens name an audience). `--leader-elect`: replicas campaign for the Lease
+`agentgw-controller` in `--leader-elect-namespace` (default env POD_NAMESPACE) as POD_NAME (else
+hostname-pid); only the leader writes statuses and deploys proxies, every replica serves xDS
+(controller.k8s.leader).
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 import sys
 
 import kopf
@@ -35,7 +43,7 @@ from aiohttp import web
 
 from api import errors
 from controller import deployer, filesource, reconcile, translate
-from controller.k8s import client, deploy, operator, status, store
+from controller.k8s import client, deploy, leader, operator, status, store, tokenreview
 from controller.xds import cache, metrics, server
 
 log = logging.getLogger("agentgw.controller")
@@ -48,7 +56,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--xds-host", default="0.0.0.0")
     p.add_argument("--metrics-port", type=int, default=9092, help="/metrics and /healthz (0 disables)")
     p.add_argument(
-        "--xds-auth", choices=["none"], default="none", help="proxy authentication (TokenReview: not yet)"
+        "--xds-auth",
+        choices=["none", "tokenreview"],
+        default="none",
+        help="proxy authentication: none, or tokenreview (Kubernetes mode; the chart passes it)",
+    )
+    p.add_argument(
+        "--xds-token-audience",
+        action="append",
+        default=[],
+        help="audience the proxies' tokens must carry (repeatable; default: the apiserver's own)",
     )
     p.add_argument(
         "--gateway-classes",
@@ -67,7 +84,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--proxy-image-tag", default=defaults.image_tag)
     p.add_argument("--proxy-image-pull-policy", default="")
     p.add_argument("--proxy-replicas", type=int, default=defaults.replicas)
-    p.add_argument("--leader-elect", action="store_true", help="accepted; leader election is not implemented")
+    p.add_argument(
+        "--leader-elect", action="store_true", help="only the holder of the Lease writes statuses and deploys"
+    )
+    p.add_argument(
+        "--leader-elect-namespace",
+        default=os.environ.get("POD_NAMESPACE") or "",
+        help="namespace of the Lease (default env POD_NAMESPACE)",
+    )
+    p.add_argument("--leader-elect-lease", type=float, default=15.0, help=argparse.SUPPRESS)
+    p.add_argument("--leader-elect-renew", type=float, default=5.0, help=argparse.SUPPRESS)
+    p.add_argument("--leader-elect-retry", type=float, default=2.0, help=argparse.SUPPRESS)
     p.add_argument("--debounce", type=float, default=0.1, help="seconds to wait for more changes (0.1)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
@@ -103,18 +130,27 @@ async def _run_kubernetes(args: argparse.Namespace) -> int:
     except kopf.LoginError as exc:
         print(f"agentgw-controller: {exc}", file=sys.stderr)
         return 1
-    if args.leader_elect:
-        log.warning("--leader-elect is not implemented: this replica writes statuses unconditionally")
+    if args.leader_elect and not args.leader_elect_namespace:
+        print(
+            "agentgw-controller: --leader-elect needs --leader-elect-namespace or POD_NAMESPACE",
+            file=sys.stderr,
+        )
+        return 1
     stop = await _stopped()
     stats = metrics.Registry()
     snapshots = cache.SnapshotCache(stats)
-    ads = server.DeltaAds(snapshots, stats)
+    api = client.Client(info)
+    auth = (
+        tokenreview.ServiceAccountAuthorizer(tokenreview.ApiReviewer(api, args.xds_token_audience))
+        if args.xds_auth == "tokenreview"
+        else None
+    )
+    ads = server.DeltaAds(snapshots, stats, auth)
     grpc_server, port = await server.start(ads, args.xds_port, args.xds_host)
     log.info("xDS on %s:%d (auth: %s)", args.xds_host, port, args.xds_auth)
     runner = await _metrics_server(stats, args.metrics_port) if args.metrics_port else None
 
     objects = store.Store()
-    api = client.Client(info)
     writer = status.Writer(api, args.controller_name)
     kopf_stop = asyncio.Event()
     kopf_task = asyncio.create_task(
@@ -140,21 +176,40 @@ async def _run_kubernetes(args: argparse.Namespace) -> int:
     reconciler = reconcile.Reconciler(
         objects,
         snapshots,
-        writer.write,
+        None if args.leader_elect else writer.write,
         controller_name=args.controller_name,
         debounce=args.debounce,
-        deploy=proxies.sync,
+        deploy=None if args.leader_elect else proxies.sync,
     )
     classes = [c.strip() for c in args.gateway_classes.split(",") if c.strip()]
+    elector: leader.Elector | None = None
+    if args.leader_elect:
+
+        def leading(now: bool) -> None:
+            reconciler.set_writers(writer.write if now else None, proxies.sync if now else None)
+
+        elector = leader.Elector(
+            api,
+            args.leader_elect_namespace,
+            os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+            lease=args.leader_elect_lease,
+            renew=args.leader_elect_renew,
+            retry=args.leader_elect_retry,
+            renew_deadline=max(args.leader_elect_lease * 2 / 3, args.leader_elect_renew),
+            on_change=leading,
+        )
 
     async def main_loop() -> None:
         await operator.wait_synced(api, objects)
         log.info("initial state loaded (%d objects); reconciling", sum(1 for _ in objects.objects()))
-        background = asyncio.create_task(_ensure_classes(api, classes, args.controller_name))
+        background = [asyncio.create_task(_ensure_classes(api, classes, args.controller_name))]
+        if elector is not None:
+            background.append(asyncio.create_task(elector.run()))
         try:
             await reconciler.run()
         finally:
-            background.cancel()
+            for task in background:
+                task.cancel()
 
     work = asyncio.create_task(main_loop())
     stop_task = asyncio.create_task(stop.wait())
@@ -171,6 +226,10 @@ async def _run_kubernetes(args: argparse.Namespace) -> int:
         async with asyncio.timeout(5):
             await kopf_task
     kopf_task.cancel()
+    if elector is not None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3):
+                await elector.release()
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(5):
             await ads.close_streams()
@@ -192,6 +251,9 @@ async def _ensure_classes(api: client.Client, names: list[str], controller_name:
 async def _run(args: argparse.Namespace) -> int:
     if args.from_file is None:
         return await _run_kubernetes(args)
+    if args.xds_auth != "none":
+        print("agentgw-controller: --xds-auth tokenreview needs Kubernetes mode", file=sys.stderr)
+        return 1
     try:
         model = filesource.load(args.from_file)
     except errors.ConfigError as exc:

@@ -8,7 +8,9 @@ disappeared, and status writes for objects whose stored status differs from the 
 `Reconciler.run` waits for a store change, waits `debounce` more (a burst of events gives one
 translation), freezes the store into `translate.Inputs`, and calls `reconcile_once`. A rejected
 snapshot is logged (the cache keeps serving the previous one); a failed status write is logged
-and retried `retry_after` seconds later. Called by controller.__main__ after the startup barrier.
+and retried `retry_after` seconds later. `set_writers` hands over or takes away the status writer
+and the deployer (leader election: only the leader writes) and starts a pass at once.
+Called by controller.__main__ after the startup barrier.
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ class Reconciler:
         self.clock = clock
         self.published: set[cache.GatewayKey] = set()
         self.runs = 0
+        self._poked = asyncio.Event()
+
+    def set_writers(self, write_status: WriteStatus | None, deploy: Deploy | None) -> None:
+        """Write statuses and deploy with these from the next pass on (None: not), which starts now."""
+        self.write_status = write_status
+        self.deploy = deploy
+        self._poked.set()
 
     def translate_store(self) -> translate.Output:
         objs = list(self.objects.objects(kinds.TRANSLATED))
@@ -118,14 +127,24 @@ class Reconciler:
         seen = self.objects.version
         ok = await self._safe_once()
         while True:
-            try:
-                async with asyncio.timeout(None if ok else self.retry_after):
-                    await self.objects.wait_changed(seen)
-            except TimeoutError:
-                pass
+            await self._wait(seen, None if ok else self.retry_after)
             await asyncio.sleep(self.debounce)
             seen = self.objects.version
             ok = await self._safe_once()
+
+    async def _wait(self, seen: int, limit: float | None) -> None:
+        """Until the store changes, `set_writers` is called, or `limit` seconds pass."""
+        if self._poked.is_set():
+            self._poked.clear()
+            return
+        changed = asyncio.ensure_future(self.objects.wait_changed(seen))
+        poked = asyncio.ensure_future(self._poked.wait())
+        try:
+            await asyncio.wait({changed, poked}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+            poked.cancel()
+        self._poked.clear()
 
     async def _safe_once(self) -> bool:
         try:

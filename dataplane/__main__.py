@@ -5,7 +5,8 @@
     agentgw-proxy --validate -f config.yaml    print every problem and exit 1, or exit 0
     XDS_ADDRESS=host:9978 NAMESPACE=ns GATEWAY=gw agentgw-proxy
                                                subscribe to the controller instead of a file
-                                               (`-f` may still give the `config:` settings)
+                                               (`-f` may still give the `config:` settings;
+                                               XDS_TOKEN_FILE: a token to authenticate with)
 
 With one worker (the default) this process serves traffic itself; with more, it becomes the
 supervisor (`supervisor.Supervisor`). SIGTERM drains: readiness fails, listeners stop accepting,
@@ -44,6 +45,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--namespace", default=os.environ.get("NAMESPACE", "default"), help="env NAMESPACE")
     p.add_argument("--gateway", default=os.environ.get("GATEWAY", "default"), help="env GATEWAY")
+    p.add_argument(
+        "--xds-token-file",
+        default=os.environ.get("XDS_TOKEN_FILE") or None,
+        help="ServiceAccount token sent to the controller, re-read at each connect (env XDS_TOKEN_FILE)",
+    )
     p.add_argument("--validate", "--validate-only", action="store_true", help="check the file and exit")
     p.add_argument(
         "--workers",
@@ -63,7 +69,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def xds_source(args: argparse.Namespace, apply: xds_client.Apply, stats: metrics.Registry) -> Source:
     """The controller as config source; the xDS client's metrics join the process's /metrics."""
-    client = xds_client.XdsClient(args.xds_address, args.namespace, args.gateway, apply)
+    client = xds_client.XdsClient(
+        args.xds_address, args.namespace, args.gateway, apply, token_file=args.xds_token_file
+    )
 
     async def run() -> None:
         log.info("subscribing to %s as %s~%s", args.xds_address, args.namespace, args.gateway)

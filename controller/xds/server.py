@@ -20,6 +20,12 @@ Per stream (`StreamState` holds it; only that stream's handler touches it):
    counted and recorded per stream; the resources it names ("<name>: <reason>" lines) revert to
    the version the proxy still has, and the rejected version is not resent until it changes.
 
+Authorization (optional `Authorizer`, e.g. controller.k8s.tokenreview): after the first request
+names the gateway, the stream's gRPC metadata `authorization: Bearer <token>` is checked for that
+gateway before anything is sent; a refusal (`Denied`) ends the stream with its status code
+(UNAUTHENTICATED, PERMISSION_DENIED, or UNAVAILABLE while the check itself cannot run) and is
+counted in `agentgw_xds_auth_denied_total`.
+
 Why standard protobuf + grpc.aio (api/proto/xds/ads.proto is our wire-compatible copy of Envoy's
 envelope): envoy-data-plane (betterproto2) parses about 300x slower and has no grpc.aio server,
 and xds-protos installs stray top-level packages (envoy, xds, udpa, validate, ...) into
@@ -35,7 +41,7 @@ import itertools
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import grpc  # type: ignore[import-untyped]
 from google.protobuf import any_pb2
@@ -61,6 +67,35 @@ SERVER_OPTIONS = [
     # initial_resource_versions of a large gateway exceeds the 4 MiB default.
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
 ]
+
+
+class Denied(Exception):
+    """An `Authorizer` refuses a stream: it ends with `code` (a grpc.StatusCode) and `message`."""
+
+    def __init__(self, code: Any, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Authorizer(Protocol):
+    """Decides whether the bearer of a token may receive a gateway's resources."""
+
+    async def authorize(self, token: str | None, gateway: cache.GatewayKey) -> None:
+        """Return if allowed; raise `Denied` otherwise. `token` is None when the stream sent none."""
+        ...
+
+
+def bearer_token(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
+    """The token of an `authorization: Bearer <token>` metadata entry, else None."""
+    for key, value in metadata or ():
+        if key.lower() != "authorization":
+            continue
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        scheme, _, token = text.strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return None
 
 
 class ProtocolError(Exception):
@@ -204,9 +239,17 @@ def _rejected_names(message: str, pushed: dict[str, tuple[str | None, str]]) -> 
 class DeltaAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     """The DeltaAggregatedResources handler. `streams` lists the open streams for inspection."""
 
-    def __init__(self, source: cache.SnapshotSource, stats: metrics.Registry | None = None) -> None:
+    def __init__(
+        self,
+        source: cache.SnapshotSource,
+        stats: metrics.Registry | None = None,
+        auth: Authorizer | None = None,
+    ) -> None:
         self.source = source
         self.stats = stats or metrics.Registry()
+        self.auth = auth
+        """None: every stream is served (`--xds-auth none`)."""
+        self.denied = _denied_counter(self.stats)
         self.streams: dict[int, StreamState] = {}
         """Stream id -> state; each handler adds its own on open and removes it on close."""
         self._inboxes: dict[int, asyncio.Queue[Any]] = {}
@@ -237,6 +280,20 @@ class DeltaAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             log.warning("rejecting xDS stream from %r: %s", first.node.id, exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return
+        if self.auth is not None:
+            try:
+                await self.auth.authorize(bearer_token(context.invocation_metadata()), state.gateway)
+            except Denied as exc:
+                self.denied.inc((str(state.gateway), exc.code.name))
+                log.warning(
+                    "refusing xDS stream from %r for gateway %s: %s %s",
+                    state.node_id,
+                    state.gateway,
+                    exc.code.name,
+                    exc.message,
+                )
+                await context.abort(exc.code, exc.message)
+                return
         labels = (str(state.gateway),)
         self.streams[state.stream_id] = state
         self._no_streams.clear()
@@ -344,6 +401,19 @@ class DeltaAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         )
 
 
+def _denied_counter(stats: metrics.Registry) -> metrics.Counter:
+    """The refused-streams counter, added to `stats` once (a registry may serve several servers)."""
+    name = "agentgw_xds_auth_denied_total"
+    for m in stats.metrics:
+        if m.name == name and isinstance(m, metrics.Counter):
+            return m
+    counter = metrics.Counter(
+        name, "xDS streams refused by authorization, by status code.", ("gateway", "code")
+    )
+    stats.metrics.append(counter)
+    return counter
+
+
 async def _read_requests(context: Any, inbox: asyncio.Queue[Any]) -> None:
     """Move requests into `inbox`; None marks the proxy's end of stream (or a broken one)."""
     try:
@@ -375,8 +445,12 @@ async def start(servicer: DeltaAds, port: int, host: str = "0.0.0.0") -> tuple[g
 
 
 async def serve(
-    source: cache.SnapshotSource, port: int, host: str = "0.0.0.0", stats: metrics.Registry | None = None
+    source: cache.SnapshotSource,
+    port: int,
+    host: str = "0.0.0.0",
+    stats: metrics.Registry | None = None,
+    auth: Authorizer | None = None,
 ) -> grpc.aio.Server:
     """Serve delta ADS from `source` on host:port. Stop it with `await server.stop(grace)`."""
-    server, _ = await start(DeltaAds(source, stats), port, host)
+    server, _ = await start(DeltaAds(source, stats, auth), port, host)
     return server

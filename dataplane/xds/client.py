@@ -18,6 +18,9 @@ Per response (`evaluate`, pure):
    reconnect makes the server resend it; the server itself resends it only once it changes.
 
 The proxy identifies as node id "<ns>~<gateway>~<host>-<pid>" with metadata ROLE "<ns>~<gateway>".
+With `token_file` (XDS_TOKEN_FILE: the pod's projected ServiceAccount token) the file is read
+again at every (re)connect, so a rotated token is picked up, and sent as gRPC metadata
+`authorization: Bearer <token>` for the controller's TokenReview check.
 While the controller is away the last good config keeps serving; reconnects back off
 exponentially with jitter (`Backoff`) and send the held versions, so only the difference comes.
 
@@ -232,8 +235,11 @@ class XdsClient:
         node_id: str | None = None,
         stats: Stats | None = None,
         backoff: Backoff | None = None,
+        token_file: str | None = None,
     ) -> None:
         self.address = address
+        self.token_file = token_file
+        """Read at every connect; its content goes out as `authorization: Bearer <token>`."""
         self.role = f"{namespace}~{gateway}"
         self.node_id = node_id or f"{self.role}~{socket.gethostname()}-{os.getpid()}"
         self.stats = stats or Stats()
@@ -268,6 +274,16 @@ class XdsClient:
             initial_resource_versions=self.versions,
         )
 
+    def call_metadata(self) -> tuple[tuple[str, str], ...]:
+        """The stream's metadata: the bearer token when `token_file` is set (OSError if unreadable)."""
+        if not self.token_file:
+            return ()
+        with open(self.token_file, encoding="utf-8") as f:
+            token = f.read().strip()
+        if not token:
+            raise OSError(f"{self.token_file} is empty")
+        return (("authorization", f"Bearer {token}"),)
+
     async def run(self) -> None:
         """Stay connected forever, keeping the last good config while the controller is away."""
         while True:
@@ -285,6 +301,8 @@ class XdsClient:
                     exc.code().name,
                     exc.details(),
                 )
+            except OSError as exc:
+                log.warning("xDS token: %s", exc)
             except Exception:
                 log.exception("xDS stream to %s failed", self.address)
             finally:
@@ -294,12 +312,13 @@ class XdsClient:
             self.stats.reconnects.inc()
 
     async def _session(self) -> None:
+        metadata = self.call_metadata()
         async with grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
             call: Any = channel.stream_stream(
                 METHOD,
                 request_serializer=ads_pb2.DeltaDiscoveryRequest.SerializeToString,
                 response_deserializer=ads_pb2.DeltaDiscoveryResponse.FromString,
-            )()
+            )(metadata=metadata)
             await call.write(self.initial_request())
             while (response := await call.read()) is not grpc.aio.EOF:
                 self._attempt = 0
