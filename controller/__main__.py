@@ -171,6 +171,8 @@ async def _run_kubernetes(args: argparse.Namespace) -> int:
             image_pull_policy=args.proxy_image_pull_policy or None,
             xds_address=args.xds_address,
             replicas=args.proxy_replicas,
+            # the proxies' projected token carries the audience the xDS server checks
+            xds_token_audience=(args.xds_token_audience or [deployer.DeployerSettings.xds_token_audience])[0],
         ),
     )
     reconciler = reconcile.Reconciler(

@@ -39,6 +39,8 @@ FIELD_MANAGER = "agentgateway.dev/agentgateway"
 
 CONTAINER = "agentgw-proxy"
 CONFIG_DIR = "/etc/agentgw"
+TOKEN_DIR = "/var/run/secrets/xds"
+"""Where the projected ServiceAccount token for xDS authentication is mounted."""
 CONFIG_KEY = "config.yaml"
 ADMIN_ADDR = "127.0.0.1:15000"
 STATS_PORT = 15020
@@ -286,6 +288,7 @@ class _Renderer:
 
         generated: list[dict[str, Any]] = [
             {"name": "XDS_ADDRESS", "value": self.settings.xds_address},
+            {"name": "XDS_TOKEN_FILE", "value": f"{TOKEN_DIR}/token"},
             {"name": "NAMESPACE", "value": self.namespace},
             {"name": "GATEWAY", "value": self.gateway_name},
             {"name": "POD_NAME", "valueFrom": field("metadata.name")},
@@ -329,6 +332,7 @@ class _Renderer:
             },
             "volumeMounts": [
                 {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                {"name": "xds-token", "mountPath": TOKEN_DIR, "readOnly": True},
                 {"name": "tmp", "mountPath": "/tmp"},
             ],
         }
@@ -359,6 +363,22 @@ class _Renderer:
                 "containers": [self.container()],
                 "volumes": [
                     {"name": "config", "configMap": {"name": self.name}},
+                    {
+                        # The proxy's identity for the controller's xDS TokenReview check; the
+                        # kubelet rotates it (the proxy re-reads it at every reconnect).
+                        "name": "xds-token",
+                        "projected": {
+                            "sources": [
+                                {
+                                    "serviceAccountToken": {
+                                        "path": "token",
+                                        "audience": self.settings.xds_token_audience,
+                                        "expirationSeconds": 3600,
+                                    }
+                                }
+                            ]
+                        },
+                    },
                     {"name": "tmp", "emptyDir": {}},
                 ],
             },

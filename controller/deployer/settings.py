@@ -32,6 +32,10 @@ class DeployerSettings:
     """What proxies dial for xDS (env `XDS_ADDRESS`, `host:port`): the controller's Service. The
     chart passes `<release fullname>.<release namespace>.svc:<xds port>`."""
 
+    xds_token_audience: str = "agentgateway"
+    """Audience of the projected token proxies present to the controller's xDS server; the
+    controller checks it (`--xds-token-audience`) so the token is useless to other services."""
+
     replicas: int = 1
     """Proxy replicas of a new Deployment; the `deployment.spec.replicas` overlay changes it (as in
     agentgateway, replicas are not a typed setting). One pod serves a first Gateway with no waste."""
