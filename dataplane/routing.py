@@ -224,8 +224,30 @@ class RouteIndex:
             entries.append(([key] if key else [], _PathIndex(ms)))
         self._hosts: HostIndex[_PathIndex] = HostIndex(entries)
         self.size = len(matches)
+        self._memo: dict[tuple[str, str, str], Match | None] | None = (
+            {} if all(not m.headers and not m.query for m in matches) else None
+        )
+        """(host, method, path) -> result, when no rule looks at headers or query: then those
+        three decide the match. Bounded: hosts and paths come from clients."""
+
+    _MEMO_MAX = 4096
 
     def lookup(self, host: str, method: str, path: str, query: str, headers: HeaderGetter) -> Match | None:
+        memo = self._memo
+        if memo is not None:
+            key = (host, method, path)
+            try:
+                return memo[key]
+            except KeyError:
+                pass
+            found = self._lookup(host, method, path, query, headers)
+            if len(memo) >= self._MEMO_MAX:
+                memo.clear()
+            memo[key] = found
+            return found
+        return self._lookup(host, method, path, query, headers)
+
+    def _lookup(self, host: str, method: str, path: str, query: str, headers: HeaderGetter) -> Match | None:
         lazy = _LazyQuery(query)
         for tier in self._hosts.candidates(host):
             m = tier.lookup(method, path, headers, lazy)

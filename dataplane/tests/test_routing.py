@@ -479,3 +479,38 @@ def test_prefix_candidates_are_listed_longest_first() -> None:
     assert routing.prefix_candidates("/a/b/c") == ["/a/b/c", "/a/b", "/a", "/"]
     assert routing.prefix_candidates("/a/b/") == ["/a/b", "/a", "/"]
     assert routing.prefix_candidates("/") == ["/"]
+
+
+def test_memoised_lookups_give_the_same_answers_as_fresh_ones() -> None:
+    from dataplane.config import compile as compiler
+    from dataplane.config import local
+
+    cfg = local.parse(
+        "binds:\n- port: 9000\n  listeners:\n  - routes:\n"
+        "    - name: a\n      matches: [{path: {pathPrefix: /a}}]\n      backends: [{host: 'h:1'}]\n"
+        "    - name: root\n      backends: [{host: 'h:2'}]\n"
+    )
+    listener = compiler.compile_resources(cfg.resources).tables.binds[9000].listeners.first("x")
+    assert listener is not None
+    for _ in range(2):  # the second round is served from the memo
+        for path, expected in [("/a/b", "a"), ("/ab", "root"), ("/", "root")]:
+            found = listener.routes.lookup("x", "GET", path, "", lambda _: None)
+            assert found is not None and found.route.name == expected
+
+
+def test_lookups_are_not_memoised_when_a_rule_matches_headers() -> None:
+    from dataplane.config import compile as compiler
+    from dataplane.config import local
+
+    cfg = local.parse(
+        "binds:\n- port: 9000\n  listeners:\n  - routes:\n"
+        "    - name: v2\n      matches: [{headers: [{name: v, value: {exact: '2'}}]}]\n"
+        "      backends: [{host: 'h:1'}]\n"
+        "    - name: v1\n      backends: [{host: 'h:2'}]\n"
+    )
+    listener = compiler.compile_resources(cfg.resources).tables.binds[9000].listeners.first("x")
+    assert listener is not None
+    two = listener.routes.lookup("x", "GET", "/", "", lambda n: "2" if n == "v" else None)
+    one = listener.routes.lookup("x", "GET", "/", "", lambda _: None)
+    assert two is not None and two.route.name == "v2"
+    assert one is not None and one.route.name == "v1"
