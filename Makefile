@@ -65,13 +65,16 @@ gen-check: gen ## Fail if regenerated code differs from what is checked in
 	@git diff --exit-code -- api/proto crds charts/agentgw/crds || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
 	@test -z "$$(git status --porcelain -- api/proto crds charts/agentgw/crds)" || (echo "untracked generated files: run make gen and commit" >&2; exit 1)
 
-bench: bench-http bench-xds ## Run all benchmarks
+bench: bench-http bench-xds bench-controller ## Run all benchmarks
 
 bench-http: $(STAMP) ## HTTP proxy benchmark: direct, nginx, agentgw 1 and 2 workers (wrk)
 	bash bench/http/run.sh
 
 bench-xds: $(STAMP) ## xDS benchmark: propagation at 10/1,000/10,000 routes, initial sync, memory
 	bash bench/xds/run.sh
+
+bench-controller: $(STAMP) ## Controller benchmark: translate+publish at 1,000/10,000 routes, kubectl apply -> served latency
+	bash bench/controller/run.sh
 
 lock: ## Re-resolve and pin dependencies into requirements.lock
 	rm -rf /tmp/agentgw-lock-venv && $(PYTHON) -m venv /tmp/agentgw-lock-venv
@@ -83,4 +86,4 @@ clean: ## Remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 
-.PHONY: help install tools apiserver apiserver-up apiserver-down run test lint fmt typecheck gen gen-check bench bench-http bench-xds lock clean
+.PHONY: help install tools apiserver apiserver-up apiserver-down run test lint fmt typecheck gen gen-check bench bench-http bench-xds bench-controller lock clean
