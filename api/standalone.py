@@ -124,6 +124,12 @@ class Model(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
+def _absolute(*paths: str | None) -> None:
+    for value in paths:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"path {value!r} must start with '/'")
+
+
 def _exactly_one(model: pydantic.BaseModel, names: tuple[str, ...]) -> None:
     given = [n for n in names if getattr(model, n) is not None]
     if len(given) != 1:
@@ -142,9 +148,7 @@ class PathMatch(Model):
     @pydantic.model_validator(mode="after")
     def _one(self) -> PathMatch:
         _exactly_one(self, ("exact", "path_prefix", "regex"))
-        for value in (self.exact, self.path_prefix):
-            if value is not None and not value.startswith("/"):
-                raise ValueError(f"path {value!r} must start with '/'")
+        _absolute(self.exact, self.path_prefix)
         return self
 
 
@@ -213,9 +217,7 @@ class PathRewrite(Model):
     @pydantic.model_validator(mode="after")
     def _one(self) -> PathRewrite:
         _exactly_one(self, ("full", "prefix"))
-        for value in (self.full, self.prefix):
-            if value is not None and not value.startswith("/"):
-                raise ValueError(f"path {value!r} must start with '/'")
+        _absolute(self.full, self.prefix)
         return self
 
 

@@ -216,3 +216,30 @@ async def raw_request(port: int, data: bytes, read_timeout: float = 5.0) -> byte
 async def client() -> Any:
     async with aiohttp.ClientSession(auto_decompress=False) as session:
         yield session
+
+
+async def read_response(
+    reader: asyncio.StreamReader, head_only: bool = False
+) -> tuple[int, dict[str, str], bytes]:
+    """Read one response (Content-Length, chunked or close-delimited) from `reader`."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    if head_only or status in (204, 304) or 100 <= status < 200:
+        return status, headers, b""
+    if "content-length" in headers:
+        return status, headers, await reader.readexactly(int(headers["content-length"]))
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        parts = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+            if size == 0:
+                return status, headers, b"".join(parts)
+    return status, headers, await reader.read()

@@ -91,33 +91,6 @@ async def send_raw(port: int, data: bytes, timeout: float = 3.0) -> tuple[bytes,
     return b"".join(chunks), closed
 
 
-async def read_response(
-    reader: asyncio.StreamReader, head_only: bool = False
-) -> tuple[int, dict[str, str], bytes]:
-    """Read one response (Content-Length, chunked or close-delimited) from `reader`."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    if head_only or status in (204, 304) or 100 <= status < 200:
-        return status, headers, b""
-    if "content-length" in headers:
-        return status, headers, await reader.readexactly(int(headers["content-length"]))
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        parts = []
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            parts.append(await reader.readexactly(size))
-            await reader.readexactly(2)
-            if size == 0:
-                return status, headers, b"".join(parts)
-    return status, headers, await reader.read()
-
-
 def assert_rejected(response: bytes, closed: bool, status: int | None = None) -> None:
     """A hostile request is answered with one 4xx (or nothing) and the connection is closed."""
     assert closed, f"the gateway left the connection open after {response[:200]!r}"
@@ -140,7 +113,7 @@ async def assert_still_serving(env: Env, timeout: float = 3.0) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", env.port)
         try:
             writer.write(f"GET {marker} HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n".encode())
-            status, _, body = await read_response(reader)
+            status, _, body = await harness.read_response(reader)
         finally:
             writer.close()
     assert status == 200, body
@@ -468,7 +441,7 @@ async def test_idle_keep_alive_connections_are_closed_after_http1_idle_timeout(e
     async def open_used() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await asyncio.open_connection("127.0.0.1", env.port)
         writer.write(b"GET /keepalive HTTP/1.1\r\nHost: x\r\n\r\n")
-        status, headers, _ = await read_response(reader)
+        status, headers, _ = await harness.read_response(reader)
         assert status == 200
         assert headers.get("connection") == "keep-alive"
         return reader, writer
@@ -481,7 +454,7 @@ async def test_idle_keep_alive_connections_are_closed_after_http1_idle_timeout(e
     second = await open_used()
     await asyncio.sleep(IDLE_TIMEOUT / 2)
     second[1].write(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
-    status, _, _ = await read_response(second[0])
+    status, _, _ = await harness.read_response(second[0])
     assert status == 200
 
     async def eof_after(reader: asyncio.StreamReader) -> float:
@@ -552,7 +525,7 @@ async def test_pipelined_requests_are_answered_in_order_on_one_connection(env: E
         paths = []
         async with asyncio.timeout(10):
             for _ in range(len(delays) + 2):
-                status, _, body = await read_response(reader)
+                status, _, body = await harness.read_response(reader)
                 assert status == 200
                 paths.append(re.search(rb'"path": "([^"]+)"', body).group(1).decode())  # type: ignore[union-attr]
                 if paths[-1] == "/pipe-post":
@@ -575,7 +548,7 @@ async def test_expect_100_continue_gets_an_interim_response_before_the_body(env:
         assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
         writer.write(b"hello world")
         async with asyncio.timeout(3):
-            status, _, body = await read_response(reader)
+            status, _, body = await harness.read_response(reader)
     finally:
         writer.close()
     assert status == 200

@@ -264,33 +264,6 @@ async def body_chunks(total: int) -> AsyncIterator[bytes]:
         sent += len(piece)
 
 
-async def read_response(
-    reader: asyncio.StreamReader, head_only: bool = False
-) -> tuple[int, dict[str, str], bytes]:
-    """Read one response (Content-Length, chunked or close-delimited) from `reader`."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    if head_only or status in (204, 304) or 100 <= status < 200:
-        return status, headers, b""
-    if "content-length" in headers:
-        return status, headers, await reader.readexactly(int(headers["content-length"]))
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        parts = []
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            parts.append(await reader.readexactly(size))
-            await reader.readexactly(2)
-            if size == 0:
-                return status, headers, b"".join(parts)
-    return status, headers, await reader.read()
-
-
 # --------------------------------------------------------------------------------------------
 # big bodies, bounded memory
 
@@ -414,19 +387,19 @@ async def test_head_response_carries_the_length_but_no_body_and_the_connection_s
     try:
         async with asyncio.timeout(5):
             writer.write(b"HEAD /fixed HTTP/1.1\r\nHost: x\r\n\r\n")
-            status, headers, _ = await read_response(reader, head_only=True)
+            status, headers, _ = await harness.read_response(reader, head_only=True)
             assert status == 200
             assert headers.get("content-length") == "1000"
             assert "transfer-encoding" not in headers
             writer.write(b"GET /fixed HTTP/1.1\r\nHost: x\r\n\r\n")
-            status, headers, body = await read_response(reader)
+            status, headers, body = await harness.read_response(reader)
             assert status == 200
             assert body == b"f" * 1000
             # HEAD to a streamed (chunked) upstream response: no chunked framing downstream either.
             writer.write(
                 b"HEAD /download?size=1000&chunked=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
             )
-            status, headers, _ = await read_response(reader, head_only=True)
+            status, headers, _ = await harness.read_response(reader, head_only=True)
             assert status == 200
             assert await reader.read() == b""  # nothing after the head
     finally:
@@ -446,7 +419,7 @@ async def test_bodiless_statuses_have_no_body_and_keep_the_connection(env: Env, 
                 assert not re.search(rb"(?i)\r\ncontent-length: [1-9]", head), head
                 assert re.search(rb"(?i)\r\nconnection: keep-alive\r\n", head), head
             writer.write(b"GET /fixed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            status, _, body = await read_response(reader)
+            status, _, body = await harness.read_response(reader)
             assert (status, body) == (200, b"f" * 1000)
             assert await reader.read() == b""
     finally:
@@ -469,7 +442,7 @@ async def test_close_delimited_upstream_response_reaches_an_http_1_0_client_clos
     try:
         writer.write(b"GET /raw/http10 HTTP/1.0\r\n\r\n")
         async with asyncio.timeout(10):
-            status, headers, body = await read_response(reader)
+            status, headers, body = await harness.read_response(reader)
     finally:
         writer.close()
     assert status == 200

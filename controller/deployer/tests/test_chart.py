@@ -27,7 +27,9 @@ def helm_binary() -> str | None:
 
 
 HELM = helm_binary()
-pytestmark = pytest.mark.skipif(HELM is None, reason="no helm binary on PATH or in ~/go/bin")
+pytestmark = pytest.mark.skipif(
+    HELM is None, reason="no helm binary on PATH or in ~/go/bin (`make tools` builds it)"
+)
 
 
 def helm(*args: str) -> str:
