@@ -12,6 +12,12 @@ edge and re-raised as one of these, with the library error chained as `__cause__
         │   └── BodyTooLarge        413  a body that must be buffered is over the limit
         ├── RequestTimeout          408  the client was too slow sending its request head
         ├── NoRoute                 404  no listener or route matches
+        ├── PolicyError                  a policy refused the request; `.policy` names it
+        │   ├── Unauthenticated     401  missing or invalid credentials (WWW-Authenticate)
+        │   ├── Forbidden           403  an authorization rule, CSRF or ext_authz denied it
+        │   ├── RateLimited         429  a rate limit is exhausted (Retry-After)
+        │   ├── Denied              any  ext_authz answered with its own status and body
+        │   └── PolicyUnavailable   500  a policy's service failed and the policy fails closed
         ├── UpstreamError           502  the upstream broke the exchange
         │   ├── UpstreamUnavailable 503  no connection could be made
         │   └── UpstreamTimeout     504  a request or backend timeout fired
@@ -34,6 +40,10 @@ class ProxyError(AgentgwError):
 
     status = 500
     reason = "internal_error"
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    """Extra response headers (WWW-Authenticate, Retry-After, ...)."""
+    body: bytes | None = None
+    """A body that replaces the default "reason: message" text (ext_authz denials)."""
 
     def __init__(self, message: str = "") -> None:
         super().__init__(message or self.reason.replace("_", " "))
@@ -64,6 +74,52 @@ class NoRoute(ProxyError):
     reason = "route_not_found"
 
 
+class PolicyError(ProxyError):
+    """A policy refused the request. The message says which policy, never secret details
+    (why a token failed is logged at debug level, not sent to the client)."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+        status: int | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        super().__init__(message)
+        if headers:
+            self.headers = headers
+        if status is not None:
+            self.status = status
+        if body is not None:
+            self.body = body
+
+
+class Unauthenticated(PolicyError):
+    status = 401
+    reason = "unauthenticated"
+
+
+class Forbidden(PolicyError):
+    status = 403
+    reason = "forbidden"
+
+
+class RateLimited(PolicyError):
+    status = 429
+    reason = "rate_limited"
+
+
+class Denied(PolicyError):
+    status = 403
+    reason = "denied"
+
+
+class PolicyUnavailable(PolicyError):
+    status = 500
+    reason = "policy_unavailable"
+
+
 class UpstreamError(ProxyError):
     status = 502
     reason = "upstream_protocol_error"
@@ -86,6 +142,8 @@ class ClientGone(ProxyError):
 
 def response_for(error: ProxyError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Return (status, headers, body) for an error raised while serving a request."""
+    if error.body is not None:
+        return error.status, list(error.headers), error.body
     body = f"{error.reason}: {error}\n".encode()
-    headers = [(b"content-type", b"text/plain; charset=utf-8")]
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), *error.headers]
     return error.status, headers, body
