@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 GOBIN_DIR := $(shell go env GOPATH 2>/dev/null)/bin
 HELM := $(GOBIN_DIR)/helm
 HELM_VERSION := v3.16.4
-PROTO_SRC := $(wildcard api/proto/agentgw/v1/*.proto) $(wildcard api/proto/xds/*.proto)
+PROTO_SRC := $(shell find api/proto -name '*.proto' | sort)
 
 .DEFAULT_GOAL := help
 

@@ -48,6 +48,8 @@ class RequestContext:
         "api_key",
         "backend",
         "basic_auth",
+        "body",
+        "body_complete",
         "cel_vars",
         "ex",
         "extauthz",
@@ -57,6 +59,7 @@ class RequestContext:
         "listener",
         "metadata",
         "path",
+        "response",
         "response_headers",
         "route",
         "services",
@@ -94,6 +97,13 @@ class RequestContext:
         """Values set by transformations' `metadata`."""
         self.response_headers: list[tuple[bytes, bytes]] = []
         """Headers policies add to the client's response."""
+        self.response: tuple[int, list[tuple[bytes, bytes]]] | None = None
+        """The upstream's status and headers, during response-phase policies."""
+        self.body: bytes | None = None
+        """The request body (or its first bytes) when a step read it (ext_authz with
+        includeRequestBody, a transformation of the body). The proxy forwards this instead of
+        reading the stream again; when `body_complete` is False the rest still follows."""
+        self.body_complete = False
         self.cel_vars: dict[str, Any] | None = None
         """CEL variables built so far for this request (built lazily, per root)."""
 
