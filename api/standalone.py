@@ -27,6 +27,19 @@ from google.protobuf import duration_pb2
 
 from api import durations, errors
 from api.proto.agentgw.v1 import resource_pb2 as pb
+from api.standalone_types import (
+    Duration,
+    HeaderName,
+    HeaderValue,
+    Hostname,
+    HostPort,
+    Model,
+    Regex,
+    Unsupported,
+    split_host_port,
+)
+from api.standalone_types import absolute as _absolute
+from api.standalone_types import exactly_one as _exactly_one
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's safe loader when PyYAML was built with it: ~2x faster on a 10,000-route file."""
@@ -36,105 +49,6 @@ DEFAULT_MAX_BUFFER_SIZE = 2 * 1024 * 1024
 
 DEFAULT_GATEWAY = "default"
 """Gateway name in resources when the file's `config.gateway` is not set."""
-
-# --------------------------------------------------------------------------------------------
-# Field types
-
-
-def _reject_unsupported(value: Any) -> Any:
-    if value is not None:
-        raise ValueError("not supported by agentgw yet")
-    return value
-
-
-Unsupported = Annotated[Any, pydantic.AfterValidator(_reject_unsupported)]
-"""An agentgateway field agentgw does not implement: accepted only when absent or null."""
-
-
-def _check_duration(value: str) -> str:
-    durations.parse(value)
-    return value
-
-
-Duration = Annotated[str, pydantic.AfterValidator(_check_duration)]
-
-
-def _check_regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
-    return value
-
-
-Regex = Annotated[str, pydantic.AfterValidator(_check_regex)]
-
-_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-
-
-def _check_header_name(value: str) -> str:
-    if not _HEADER_NAME.match(value):
-        raise ValueError(f"invalid header name {value!r}")
-    return value
-
-
-HeaderName = Annotated[str, pydantic.AfterValidator(_check_header_name)]
-
-
-def _check_header_value(value: str) -> str:
-    if any(c in value for c in "\r\n\0"):
-        raise ValueError("header values must not contain CR, LF or NUL")
-    return value
-
-
-HeaderValue = Annotated[str, pydantic.AfterValidator(_check_header_value)]
-
-
-def _check_hostname(value: str) -> str:
-    host = value[2:] if value.startswith("*.") else value
-    if not host or not re.fullmatch(
-        r"[A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?)*", host
-    ):
-        raise ValueError(f"invalid hostname {value!r}: expected e.g. 'api.example.com' or '*.example.com'")
-    return value.lower()
-
-
-Hostname = Annotated[str, pydantic.AfterValidator(_check_hostname)]
-
-
-def _check_host_port(value: str) -> str:
-    split_host_port(value)
-    return value
-
-
-HostPort = Annotated[str, pydantic.AfterValidator(_check_host_port)]
-
-
-def split_host_port(value: str) -> tuple[str, int]:
-    """Split "host:port" (or "[v6]:port"); raise ValueError with a helpful message."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"invalid host {value!r}: expected 'host:port', e.g. 'localhost:8080'")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port_text)
-
-
-class Model(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
-
-def _absolute(*paths: str | None) -> None:
-    for value in paths:
-        if value is not None and not value.startswith("/"):
-            raise ValueError(f"path {value!r} must start with '/'")
-
-
-def _exactly_one(model: pydantic.BaseModel, names: tuple[str, ...]) -> None:
-    given = [n for n in names if getattr(model, n) is not None]
-    if len(given) != 1:
-        raise ValueError(f"exactly one of {', '.join(names)} must be set (got {len(given) or 'none'})")
-
 
 # --------------------------------------------------------------------------------------------
 # Matches
