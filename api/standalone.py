@@ -19,13 +19,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
 from google.protobuf import duration_pb2
 
 from api import durations, errors
+from api import standalone_security as security
 from api.proto.agentgw.v1 import resource_pb2 as pb
 from api.standalone_types import (
     Duration,
@@ -238,23 +239,23 @@ class RoutePolicies(Model):
     # agentgateway policies that later issues implement:
     mcp_authorization: Unsupported = pydantic.Field(None, alias="mcpAuthorization")
     mcp_guardrails: Unsupported = pydantic.Field(None, alias="mcpGuardrails")
-    authorization: Unsupported = None
+    authorization: security.Authorization | None = None
     mcp_authentication: Unsupported = pydantic.Field(None, alias="mcpAuthentication")
     a2a: Unsupported = None
     ai: Unsupported = None
     backend_tls: Unsupported = pydantic.Field(None, alias="backendTLS")
     backend_tunnel: Unsupported = pydantic.Field(None, alias="backendTunnel")
     backend_auth: Unsupported = pydantic.Field(None, alias="backendAuth")
-    local_rate_limit: Unsupported = pydantic.Field(None, alias="localRateLimit")
-    remote_rate_limit: Unsupported = pydantic.Field(None, alias="remoteRateLimit")
-    jwt_auth: Unsupported = pydantic.Field(None, alias="jwtAuth")
+    local_rate_limit: list[security.RateLimitSpec] | None = pydantic.Field(None, alias="localRateLimit")
+    remote_rate_limit: security.RemoteRateLimit | None = pydantic.Field(None, alias="remoteRateLimit")
+    jwt_auth: security.JwtAuth | None = pydantic.Field(None, alias="jwtAuth")
     oidc: Unsupported = None
-    basic_auth: Unsupported = pydantic.Field(None, alias="basicAuth")
-    api_key: Unsupported = pydantic.Field(None, alias="apiKey")
-    ext_authz: Unsupported = pydantic.Field(None, alias="extAuthz")
+    basic_auth: security.BasicAuth | None = pydantic.Field(None, alias="basicAuth")
+    api_key: security.ApiKeyAuth | None = pydantic.Field(None, alias="apiKey")
+    ext_authz: security.ExtAuthz | None = pydantic.Field(None, alias="extAuthz")
     ext_proc: Unsupported = pydantic.Field(None, alias="extProc")
-    transformations: Unsupported = None
-    csrf: Unsupported = None
+    transformations: security.Transformations | None = None
+    csrf: security.Csrf | None = None
     buffer: Unsupported = None
     delay: Unsupported = None
 
@@ -282,8 +283,8 @@ class BackendPolicies(Model):
     http: BackendHTTP | None = None
     tcp: BackendTCP | None = None
     transformations: Unsupported = None
-    backend_tls: Unsupported = pydantic.Field(None, alias="backendTLS")
-    backend_auth: Unsupported = pydantic.Field(None, alias="backendAuth")
+    backend_tls: security.BackendTls | None = pydantic.Field(None, alias="backendTLS")
+    backend_auth: security.BackendAuth | None = pydantic.Field(None, alias="backendAuth")
     backend_tunnel: Unsupported = pydantic.Field(None, alias="backendTunnel")
     health: Unsupported = None
     mcp_authorization: Unsupported = pydantic.Field(None, alias="mcpAuthorization")
@@ -325,16 +326,75 @@ class Route(Model):
     backends: list[RouteBackend] = []
 
 
+class ListenerTarget(Model):
+    gateway_name: str = pydantic.Field(alias="gatewayName")
+    gateway_namespace: str = pydantic.Field(alias="gatewayNamespace")
+    listener_name: str | None = pydantic.Field(None, alias="listenerName")
+    port: Annotated[int, pydantic.Field(ge=1, le=65535)] | None = None
+
+
+class RouteTarget(Model):
+    name: str
+    namespace: str
+    rule_name: str | None = pydantic.Field(None, alias="ruleName")
+    kind: str | None = None
+
+
+class BackendTargetRef(Model):
+    name: str
+    namespace: str
+    section: Unsupported = None
+
+
+class BackendTarget(Model):
+    backend: BackendTargetRef | None = None
+    service: Unsupported = None
+
+    @pydantic.model_validator(mode="after")
+    def _one(self) -> BackendTarget:
+        if self.backend is None:
+            raise ValueError("backend is required (service targets are not supported by agentgw yet)")
+        return self
+
+
+class PolicyTarget(Model):
+    gateway: ListenerTarget | None = None
+    route: RouteTarget | None = None
+    backend: BackendTarget | None = None
+    listener_set: Unsupported = pydantic.Field(None, alias="listenerSet")
+
+    @pydantic.model_validator(mode="after")
+    def _one(self) -> PolicyTarget:
+        _exactly_one(self, ("gateway", "route", "backend"))
+        return self
+
+
+class LocalPolicy(Model):
+    """A top-level policy attached to a gateway, listener, route or backend by name."""
+
+    name: Annotated[str, pydantic.Field(min_length=1)]
+    target: PolicyTarget
+    phase: Literal["route", "gateway"] = "route"
+    policy: RoutePolicies
+
+    @pydantic.field_validator("phase")
+    @classmethod
+    def _phase(cls, value: str) -> str:
+        if value != "route":
+            raise ValueError("phase 'gateway' (pre-routing policies) is not supported by agentgw yet")
+        return value
+
+
 class GatewayPolicies(Model):
     cors: Cors | None = None
     oidc: Unsupported = None
-    jwt_auth: Unsupported = pydantic.Field(None, alias="jwtAuth")
-    authorization: Unsupported = None
-    ext_authz: Unsupported = pydantic.Field(None, alias="extAuthz")
+    jwt_auth: security.JwtAuth | None = pydantic.Field(None, alias="jwtAuth")
+    authorization: security.Authorization | None = None
+    ext_authz: security.ExtAuthz | None = pydantic.Field(None, alias="extAuthz")
     ext_proc: Unsupported = pydantic.Field(None, alias="extProc")
-    transformations: Unsupported = None
-    basic_auth: Unsupported = pydantic.Field(None, alias="basicAuth")
-    api_key: Unsupported = pydantic.Field(None, alias="apiKey")
+    transformations: security.Transformations | None = None
+    basic_auth: security.BasicAuth | None = pydantic.Field(None, alias="basicAuth")
+    api_key: security.ApiKeyAuth | None = pydantic.Field(None, alias="apiKey")
 
 
 class Listener(Model):
@@ -342,7 +402,7 @@ class Listener(Model):
     namespace: str | None = None
     hostname: Hostname | None = None
     protocol: str = "HTTP"
-    tls: Unsupported = None
+    tls: security.ListenerTls | None = None
     routes: list[Route] | None = None
     tcp_routes: Unsupported = pydantic.Field(None, alias="tcpRoutes")
     policies: GatewayPolicies | None = None
@@ -350,9 +410,17 @@ class Listener(Model):
     @pydantic.field_validator("protocol")
     @classmethod
     def _protocol(cls, value: str) -> str:
-        if value != "HTTP":
-            raise ValueError(f"protocol {value!r} is not supported by agentgw yet (supported: HTTP)")
+        if value not in ("HTTP", "HTTPS"):
+            raise ValueError(f"protocol {value!r} is not supported by agentgw yet (supported: HTTP, HTTPS)")
         return value
+
+    @pydantic.model_validator(mode="after")
+    def _tls(self) -> Listener:
+        if self.protocol == "HTTPS" and self.tls is None:
+            raise ValueError("tls (cert and key) is required when protocol is HTTPS")
+        if self.protocol == "HTTP" and self.tls is not None:
+            raise ValueError("tls is only used with protocol HTTPS")
+        return self
 
 
 class Bind(Model):
@@ -470,7 +538,7 @@ class File(Model):
     binds: list[Bind] = []
     frontend_policies: FrontendPolicies | None = pydantic.Field(None, alias="frontendPolicies")
     backends: list[NamedBackend] = []
-    policies: Unsupported = None
+    policies: list[LocalPolicy] = []
     workloads: Unsupported = None
     services: Unsupported = None
     route_groups: Unsupported = pydantic.Field(None, alias="routeGroups")
@@ -642,10 +710,11 @@ def _backend_ref(host: str | None, backend: str | None) -> pb.BackendRef:
     return pb.BackendRef(backend_key=f"backend/{backend}")
 
 
-def _traffic_policy(p: RoutePolicies | None) -> pb.TrafficPolicy | None:
+def _traffic_policy(p: RoutePolicies | None, where: str = "") -> pb.TrafficPolicy | None:
     if p is None:
         return None
     out = pb.TrafficPolicy()
+    security.lower_security(p, out, where)
     if p.request_header_modifier:
         out.request_header_modifier.CopyFrom(_header_modifier(p.request_header_modifier))
     if p.response_header_modifier:
@@ -717,6 +786,10 @@ def _backend_policy(p: BackendPolicies | None) -> pb.BackendPolicy | None:
         out.request_timeout.FromNanoseconds(round(durations.parse(p.http.request_timeout) * 1e9))
     if p.tcp and p.tcp.connect_timeout:
         out.connect_timeout.FromNanoseconds(round(durations.parse(p.tcp.connect_timeout) * 1e9))
+    if p.backend_tls:
+        out.tls.CopyFrom(security.backend_tls(p.backend_tls))
+    if p.backend_auth and p.backend_auth.passthrough is not None:
+        out.auth_passthrough = True
     return out
 
 
@@ -758,15 +831,18 @@ def lower(model: File) -> list[pb.Resource]:
             )
         )
     order = 0
-    for bind in model.binds:
+    for bi, bind in enumerate(model.binds):
         bind_key = f"bind/{bind.port}"
         out.append(pb.Resource(bind=pb.Bind(key=bind_key, port=bind.port)))
         for li, listener in enumerate(bind.listeners):
             lname = listener.name or f"listener{li}"
             listener_key = f"{bind_key}/{lname}"
             lpol = None
-            if listener.policies and listener.policies.cors:
-                lpol = pb.TrafficPolicy(cors=_cors(listener.policies.cors))
+            if listener.policies:
+                lpol = pb.TrafficPolicy()
+                if listener.policies.cors:
+                    lpol.cors.CopyFrom(_cors(listener.policies.cors))
+                security.lower_security(listener.policies, lpol, f"binds[{bi}].listeners[{li}].policies")
             out.append(
                 pb.Resource(
                     listener=pb.Listener(
@@ -775,8 +851,9 @@ def lower(model: File) -> list[pb.Resource]:
                         name=lname,
                         gateway_name=gateway,
                         hostname=listener.hostname or "",
-                        protocol=pb.HTTP,
+                        protocol=pb.HTTPS if listener.protocol == "HTTPS" else pb.HTTP,
                         policies=lpol,
+                        tls=security.listener_tls(listener.tls) if listener.tls else None,
                     )
                 )
             )
@@ -800,7 +877,9 @@ def lower(model: File) -> list[pb.Resource]:
                                 )
                                 for b in route.backends
                             ],
-                            policies=_traffic_policy(route.policies),
+                            policies=_traffic_policy(
+                                route.policies, f"binds[{bi}].listeners[{li}].routes[{ri}].policies"
+                            ),
                             # File order stands in for creation time: earlier routes win ties.
                             creation_unix_seconds=order,
                             rule_index=0,
@@ -808,4 +887,71 @@ def lower(model: File) -> list[pb.Resource]:
                     )
                 )
                 order += 1
+    out.extend(_policies(model, gateway))
+    return out
+
+
+def _policies(model: File, gateway: str) -> list[pb.Resource]:
+    """Top-level `policies`: one Policy resource per target they resolve to."""
+    out: list[pb.Resource] = []
+    names = [p.name for p in model.policies]
+    for pi, policy in enumerate(model.policies):
+        where = f"policies[{pi}]"
+        if names.index(policy.name) != pi:
+            raise errors.ConfigError([f"{where}.name: {policy.name!r} is used twice"])
+        traffic = _traffic_policy(policy.policy, f"{where}.policy")
+        targets: list[pb.PolicyTarget] = []
+        t = policy.target
+        if t.gateway is not None:
+            if t.gateway.gateway_name != gateway:
+                raise errors.ConfigError(
+                    [
+                        f"{where}.target.gateway.gatewayName: no gateway named {t.gateway.gateway_name!r} "
+                        f"(this file's gateway is {gateway!r}; set config.gateway to rename it)"
+                    ]
+                )
+            if t.gateway.listener_name is None and t.gateway.port is None:
+                targets.append(pb.PolicyTarget(gateway=gateway))
+            for bind in model.binds:
+                if t.gateway.port is not None and bind.port != t.gateway.port:
+                    continue
+                for li, listener in enumerate(bind.listeners):
+                    lname = listener.name or f"listener{li}"
+                    if t.gateway.listener_name is None and t.gateway.port is None:
+                        continue
+                    if t.gateway.listener_name is not None and lname != t.gateway.listener_name:
+                        continue
+                    targets.append(pb.PolicyTarget(listener_key=f"bind/{bind.port}/{lname}"))
+            if not targets:
+                raise errors.ConfigError([f"{where}.target.gateway: no listener matches"])
+        elif t.route is not None:
+            for bind in model.binds:
+                for li, listener in enumerate(bind.listeners):
+                    lname = listener.name or f"listener{li}"
+                    for ri, route in enumerate(listener.routes or []):
+                        rname = route.name or f"route{ri}"
+                        if rname != t.route.name:
+                            continue
+                        if t.route.rule_name is not None and route.rule_name != t.route.rule_name:
+                            continue
+                        targets.append(pb.PolicyTarget(route_key=f"bind/{bind.port}/{lname}/{rname}/{ri}"))
+            if not targets:
+                raise errors.ConfigError([f"{where}.target.route: no route named {t.route.name!r}"])
+        else:
+            assert t.backend is not None and t.backend.backend is not None
+            name = t.backend.backend.name
+            if name not in {b.name for b in model.backends}:
+                raise errors.ConfigError(
+                    [f"{where}.target.backend.backend.name: no backend named {name!r} in top-level backends"]
+                )
+            targets.append(pb.PolicyTarget(backend_key=f"backend/{name}"))
+        for ti, target in enumerate(targets):
+            key = f"policy/{policy.name}" if len(targets) == 1 else f"policy/{policy.name}/{ti}"
+            out.append(
+                pb.Resource(
+                    policy=pb.Policy(
+                        key=key, name=policy.name, target=target, traffic=traffic, creation_unix_seconds=pi
+                    )
+                )
+            )
     return out
