@@ -420,9 +420,9 @@ class _HttpCheck:
         self, common: _Common, msg: pb.ExtAuthzHttp, where: str, compile_expr: ExpressionCompiler
     ) -> None:
         self.common = common
-        self.include = tuple(n.encode("latin-1") for n in common.include if n not in _PSEUDO) or (
-            b"authorization",
-        )
+        # Pseudo-headers have no meaning on the check request; without a list, only authorization.
+        named = tuple(n.encode("latin-1") for n in common.include if n not in _PSEUDO)
+        self.include = named if common.include else (b"authorization",)
         self.path = compile_expr(msg.path, f"{where}.http.path") if msg.path else None
         self.redirect = compile_expr(msg.redirect, f"{where}.http.redirect") if msg.redirect else None
         self.response_headers = tuple(
