@@ -4,11 +4,12 @@ Envoy RateLimitService (RLS) over gRPC.
 `compile_local` turns a `LocalRateLimits` policy into a step that takes one token from every
 bucket of the policy, or refuses the request with 429 when any of them is empty. Buckets refill
 lazily from `clock()` (no timers): `tokens_per_fill` tokens every `fill_interval`, capped at
-`max_tokens`, starting full. A limit with a `key` CEL expression keeps one bucket per distinct
-value in a bounded map (`MAX_KEYS`); a key that fails to evaluate, or evaluates to null, counts
-against the bucket of the empty key "". The step sets the draft IETF headers agentgateway sends
-(`x-ratelimit-limit`, `x-ratelimit-remaining`, `x-ratelimit-reset`, plus `retry-after` on 429)
-from the most constrained bucket.
+`max_tokens`, starting full. Recompiling an unchanged policy (same path and spec) keeps its
+buckets, so a config reload does not refill them. A limit with a `key` CEL expression keeps one
+bucket per distinct value in a bounded map (`MAX_KEYS`); a key that fails to evaluate, or
+evaluates to null, counts against the bucket of the empty key "". The step sets the draft IETF
+headers agentgateway sends (`x-ratelimit-limit`, `x-ratelimit-remaining`, `x-ratelimit-reset`,
+plus `retry-after` on 429) from the most constrained bucket.
 
 `compile_remote` turns a `RemoteRateLimit` policy into a step that evaluates the descriptors'
 CEL values and asks the service through the worker's "rls" client (`dataplane.policies.rls`,
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -114,7 +116,17 @@ class _Bucket:
 class _Limit:
     """One LocalRateLimit: its parameters and its bucket(s)."""
 
-    __slots__ = ("buckets", "capacity", "interval", "key", "limit_header", "max_keys", "only", "per_fill")
+    __slots__ = (
+        "__weakref__",
+        "buckets",
+        "capacity",
+        "interval",
+        "key",
+        "limit_header",
+        "max_keys",
+        "only",
+        "per_fill",
+    )
 
     def __init__(
         self, capacity: int, per_fill: int, interval: float, key: Evaluator | None, max_keys: int
@@ -190,10 +202,11 @@ class _Limit:
         )
 
     def add_headers(self, ctx: context.RequestContext, b: _Bucket, now: float) -> None:
-        add = ctx.response_headers.append
-        add((_LIMIT, self.limit_header))
-        add((_REMAINING, _number(b.tokens)))
-        add((_RESET, _number(_whole_seconds(b.refill_at - now))))
+        ctx.response_headers += (
+            (_LIMIT, self.limit_header),
+            (_REMAINING, _number(b.tokens)),
+            (_RESET, _number(_whole_seconds(b.refill_at - now))),
+        )
 
 
 def _bucket_key(value: Any) -> Any:
@@ -216,13 +229,23 @@ class _LocalStep:
     def __call__(self, ctx: context.RequestContext) -> None:
         now = clock()
         single = self.single
-        if single is not None:
-            b = single.bucket(ctx, now)
-            single.refill(b, now)
-            if b.tokens <= 0:
+        if single is not None:  # the common case, inlined: about 1 µs
+            b = single.only or single.bucket(ctx, now)
+            if now >= b.refill_at:
+                single.refill(b, now)
+            tokens = b.tokens
+            if tokens <= 0:
                 raise single.refusal(b, now)
-            b.tokens -= 1
-            single.add_headers(ctx, b, now)
+            b.tokens = tokens = tokens - 1
+            wait = b.refill_at - now
+            reset = int(wait)
+            if reset < wait:
+                reset += 1
+            ctx.response_headers += (
+                (_LIMIT, single.limit_header),
+                (_REMAINING, _NUMBERS[tokens] if tokens < 4096 else b"%d" % tokens),
+                (_RESET, _NUMBERS[reset] if reset < 4096 else b"%d" % reset),
+            )
             return
         taken: list[tuple[_Limit, _Bucket]] = []
         empty: tuple[_Limit, _Bucket] | None = None
@@ -241,6 +264,11 @@ class _LocalStep:
             if b.tokens < tightest[1].tokens:
                 tightest = (limit, b)
         tightest[0].add_headers(ctx, tightest[1], now)
+
+
+_LIVE: weakref.WeakValueDictionary[tuple[str, bytes], _Limit] = weakref.WeakValueDictionary()
+"""Limits in use by some compiled config, by (path, serialized spec): recompiling an unchanged
+policy (a config reload) keeps its buckets instead of refilling them."""
 
 
 def compile_local(msg: pb.LocalRateLimits, where: str, compile_expr: ExpressionCompiler) -> context.Step:
@@ -266,7 +294,11 @@ def compile_local(msg: pb.LocalRateLimits, where: str, compile_expr: ExpressionC
             except errors.ConfigError as exc:
                 problems.extend(exc.problems)
         if len(problems) == bad:
-            limits.append(_Limit(spec.max_tokens, spec.tokens_per_fill, interval, key, MAX_KEYS))
+            same = (at, spec.SerializeToString(deterministic=True))
+            limit = _LIVE.get(same)
+            if limit is None:
+                limit = _LIVE[same] = _Limit(spec.max_tokens, spec.tokens_per_fill, interval, key, MAX_KEYS)
+            limits.append(limit)
     if not msg.limits:
         problems.append(f"{where}.limits: at least one limit is required")
     if problems:

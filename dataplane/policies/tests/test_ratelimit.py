@@ -24,6 +24,12 @@ class Clock:
         return self.now
 
 
+@pytest.fixture(autouse=True)
+def fresh_buckets() -> None:
+    """Compiled limits are shared by path and spec while alive; start every test without any."""
+    ratelimit._LIVE.clear()
+
+
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     c = Clock()
@@ -238,6 +244,19 @@ def test_the_least_recently_used_buckets_go_when_none_has_refilled(
     assert not passes(step, request(("x-user", "u0")))
     assert not passes(step, request(("x-user", "u2")))
     assert passes(step, request(("x-user", "u1")))  # forgotten: a full bucket again
+
+
+def test_recompiling_an_unchanged_policy_keeps_its_buckets(clock: Clock) -> None:
+    step = local(bucket(max_tokens=1, per_fill=1, every=60.0))
+    assert passes(step)
+    reloaded = local(bucket(max_tokens=1, per_fill=1, every=60.0))
+    assert not passes(reloaded)
+    changed = local(bucket(max_tokens=2, per_fill=1, every=60.0))
+    assert passes(changed)
+    moved = ratelimit.compile_local(
+        pb.LocalRateLimits(limits=[bucket(max_tokens=1, per_fill=1, every=60.0)]), "other", HeaderEval
+    )
+    assert passes(moved)
 
 
 def test_a_local_limit_in_tokens_is_a_config_error_naming_its_path() -> None:
