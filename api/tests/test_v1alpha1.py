@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import pathlib
 import re
+import typing
 from collections.abc import Iterator
 from typing import Any
 
+import pydantic
 import pytest
+from cel_expr_python import cel
 
 import api.v1alpha1
 from api import errors
-from api.v1alpha1 import backend, common, crd, kinds, policy, validation
+from api.v1alpha1 import backend, base, common, crd, kinds, policy, validation
 
 TESTDATA = pathlib.Path(__file__).parent / "testdata"
 CRDS = pathlib.Path(__file__).parents[2] / "crds"
@@ -279,4 +282,193 @@ def test_public_names() -> None:
         "BY_KIND",
         "parse",
         "parse_all",
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# CEL rules: they compile, and they agree with their Python checks
+
+_CEL = cel.NewEnv(variables={"self": cel.Type.DYN})
+
+
+def _rules(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for rule in node.get("x-kubernetes-validations", []):
+            yield rule["rule"]
+        for value in node.values():
+            yield from _rules(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _rules(value)
+
+
+@pytest.mark.parametrize("kind", kinds.ALL, ids=lambda k: k.__name__)
+def test_every_crd_rule_is_valid_cel(kind: type[Any]) -> None:
+    bad = []
+    for rule in _rules(crd.definition(kind)):
+        try:
+            _CEL.compile(rule, disable_check=True)
+        except RuntimeError as exc:
+            bad.append(f"{rule}: {exc}")
+    assert bad == []
+
+
+def _model_rules(obj: Any, path: str) -> Iterator[tuple[str, base.Rule, pydantic.BaseModel]]:
+    """Every object rule of every model inside `obj`, with the object's path."""
+    if isinstance(obj, base.Model):
+        for rule in type(obj).__rules__:
+            yield path, rule, obj
+        for name, field in type(obj).model_fields.items():
+            yield from _model_rules(getattr(obj, name), f"{path}.{field.alias or name}")
+    elif isinstance(obj, list | tuple):
+        for i, item in enumerate(obj):
+            yield from _model_rules(item, f"{path}[{i}]")
+
+
+@pytest.mark.parametrize("doc", list(_valid_documents()))
+def test_the_crd_rules_hold_on_every_valid_example_as_cel_evaluates_them(doc: dict[str, Any]) -> None:
+    parsed = validation.parse(doc)
+    for path, rule, obj in _model_rules(parsed, "spec"):
+        value = obj.model_dump(mode="json", by_alias=True, exclude_none=True)
+        assert _CEL.compile(rule.rule).eval(data={"self": value}).plain_value() is True, (path, rule.rule)
+
+
+@pytest.mark.parametrize(
+    ("model", "value", "message"),
+    [
+        (policy.RemoteJWKS, {"backendRef": {"name": "idp", "port": 80}}, "jwksPath is required"),
+        (policy.RemoteJWKS, {"url": "https://idp/jwks", "jwksPath": "x"}, "jwksPath may not be set"),
+        (policy.ExtAuth, {"url": "http://authz/check", "grpc": {}}, "url path is only valid with http"),
+        (
+            policy.ExtAuth,
+            {"url": "http://authz/check", "http": {"path": "request.path"}},
+            "http.path may not be set when url includes a path",
+        ),
+        (policy.ExtAuth, {"http": {}}, "exactly one of backendRef or url must be set"),
+        (policy.GlobalRateLimit, {"url": "http://rls/x", "domain": "d", "descriptors": []}, "url must not"),
+        (policy.BackendObjectReference, {"group": "", "kind": "Service", "name": "s"}, "Must have port"),
+        (policy.Traffic, {"phase": "PreRouting", "csrf": {}}, "phase PreRouting only supports"),
+    ],
+)
+def test_a_failing_rule_fails_in_cel_and_in_python_alike(
+    model: type[base.Model], value: dict[str, Any], message: str
+) -> None:
+    [rule] = [r for r in model.__rules__ if message in r.message]
+    assert _CEL.compile(rule.rule).eval(data={"self": value}).plain_value() is False
+    assert not rule.holds(model.model_construct(**_attributes_of(model, value)))
+
+
+def _attributes_of(model: type[base.Model], value: dict[str, Any]) -> dict[str, Any]:
+    """`value`'s keys as attribute names (the Python checks read attributes; nested dicts stay)."""
+    by_alias = {(f.alias or n): n for n, f in model.model_fields.items()}
+    out: dict[str, Any] = {n: None for n in model.model_fields}
+    for key, item in value.items():
+        field = model.model_fields[by_alias[key]]
+        nested = _nested_model(field.annotation)
+        out[by_alias[key]] = (
+            nested.model_construct(**_attributes_of(nested, item))
+            if nested is not None and isinstance(item, dict)
+            else item
+        )
+    return out
+
+
+def _nested_model(annotation: Any) -> type[base.Model] | None:
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, base.Model):
+            return candidate
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Security policies
+
+
+def _policy(traffic: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "agentgateway.dev/v1alpha1",
+        "kind": "AgentgatewayPolicy",
+        "metadata": {"name": "p", "namespace": "default"},
+        "spec": {
+            "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"}],
+            "traffic": traffic,
+            **spec,
+        },
+    }
+
+
+def test_authentication_modes_and_the_authorization_action_default_as_agentgateways_crd_does() -> None:
+    parsed = validation.parse(
+        _policy(
+            {
+                "jwtAuthentication": {"providers": [{"issuer": "i", "jwks": {"inline": "{}"}}]},
+                "apiKeyAuthentication": {"secretRef": {"name": "keys"}},
+                "basicAuthentication": {"users": ["a:{SHA}x"]},
+                "authorization": {"policy": {"matchExpressions": ["true"]}},
+            }
+        )
+    )
+    assert isinstance(parsed, policy.AgentgatewayPolicy) and parsed.spec.traffic is not None
+    traffic = parsed.spec.traffic
+    assert traffic.jwt_authentication is not None and traffic.jwt_authentication.mode == "Strict"
+    assert traffic.api_key_authentication is not None and traffic.api_key_authentication.mode == "Strict"
+    assert traffic.basic_authentication is not None and traffic.basic_authentication.mode == "Strict"
+    assert traffic.authorization is not None and traffic.authorization.action == "Allow"
+    schema = crd.schema_of(policy.Traffic)["properties"]
+    assert schema["jwtAuthentication"]["properties"]["mode"]["default"] == "Strict"
+    assert schema["authorization"]["properties"]["action"]["default"] == "Allow"
+
+
+def test_a_bad_authentication_mode_is_named_with_the_supported_values() -> None:
+    problems = _problems(
+        _policy({"apiKeyAuthentication": {"mode": "Lenient", "secretRef": {"name": "keys"}}})
+    )
+    assert problems == [
+        'spec.traffic.apiKeyAuthentication.mode: Unsupported value: "Lenient": '
+        'supported values: "Strict", "Optional", "Permissive"'
+    ]
+
+
+def test_target_refs_and_target_selectors_together_are_rejected() -> None:
+    doc = _policy({"csrf": {}})
+    doc["spec"]["targetSelectors"] = [
+        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "matchLabels": {"a": "b"}}
+    ]
+    assert _problems(doc) == [
+        'spec: Invalid value: "object": exactly one of the fields in [targetRefs targetSelectors] must be set'
+    ]
+
+
+def test_the_rate_limit_field_named_global_reads_and_writes_as_global() -> None:
+    doc = _policy(
+        {
+            "rateLimit": {
+                "global": {
+                    "url": "http://rls:8081",
+                    "domain": "d",
+                    "descriptors": [{"entries": [{"name": "ip", "expression": "source.address"}]}],
+                }
+            }
+        }
+    )
+    parsed = validation.parse(doc)
+    assert isinstance(parsed, policy.AgentgatewayPolicy) and parsed.spec.traffic is not None
+    assert parsed.spec.traffic.rate_limit is not None and parsed.spec.traffic.rate_limit.global_ is not None
+    dumped = parsed.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert dumped["spec"]["traffic"]["rateLimit"]["global"]["domain"] == "d"
+
+
+def test_fields_agentgw_does_not_implement_are_unknown_fields() -> None:
+    doc = _policy(
+        {
+            "extAuth": {
+                "backendRef": {"name": "authz", "port": 9000},
+                "http": {"body": "request.body"},
+                "cache": {"key": ["request.path"], "ttl": "5m"},
+            }
+        }
+    )
+    assert sorted(_problems(doc)) == [
+        'unknown field "spec.traffic.extAuth.cache"',
+        'unknown field "spec.traffic.extAuth.http.body"',
     ]

@@ -1,7 +1,8 @@
 """AgentgatewayPolicy: policies attached to Gateways, routes, Services and backends.
 
 In: the manifest of one AgentgatewayPolicy. Out: the validated model, which the controller
-translates to one Policy resource that names its targets (the proxy merges policies at run time).
+translates to one Policy resource per target (controller.translate.policies); the proxy merges
+policies at run time.
 
 A policy selects same-namespace targets (exactly one of `targetRefs` or `targetSelectors`, all of
 one kind) and carries at least one section:
@@ -15,16 +16,21 @@ one kind) and carries at least one section:
   a Service (`sectionName` = port number) or an AgentgatewayBackend (`sectionName` = provider or
   MCP target). Precedence: Gateway < Listener < Route < Route rule < Backend or Service.
 
-Subset of agentgateway: `traffic` has phase, cors, headerModifiers, hostRewrite, timeouts, retry
-and directResponse (without CEL conditions and header lists); `frontend` has http (maxBufferSize,
-http1MaxHeaders, http1IdleTimeout). Left out until implemented: transformation, extProc, extAuth,
-rateLimit, csrf, authorization, jwt/basic/apiKey authentication, buffer, delay, retry
-precondition/condition, and frontend tcp, tls, networkAuthorization, proxyProtocol, connect,
-accessLog, tracing and metrics. Rules whose messages list fields list the fields we have.
+Subset of agentgateway. `traffic` has phase, cors, csrf, headerModifiers, hostRewrite, timeouts,
+retry, directResponse, authorization, jwtAuthentication, apiKeyAuthentication,
+basicAuthentication, extAuth, rateLimit and transformation; `frontend` has http (maxBufferSize,
+http1MaxHeaders, http1IdleTimeout). Left out until the proxy implements them (each would be an
+unknown field): extProc, buffer, delay; the `conditional` forms of transformation, extAuth,
+rateLimit and directResponse; directResponse `bodyExpression` and `headers`; retry
+`precondition`/`condition`; jwtAuthentication `mcp`; the `expression` credential location;
+extAuth `cache`, `http.body` and `http.responseMetadata`; transformation `metadata`; rate-limit
+descriptor `cost` and `limitOverride`; frontend tcp, tls, networkAuthorization, proxyProtocol,
+connect, accessLog, tracing and metrics. Rules whose messages list fields list the fields we have.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Annotated, Literal
 
@@ -252,7 +258,524 @@ class DirectResponse(base.Model):
     """Response body, 1 to 4096 characters. Default: empty."""
 
 
-_PRE_ROUTING_FORBIDDEN = ("directResponse", "headerModifiers", "hostRewrite", "retry", "timeouts")
+_PRE_ROUTING_FORBIDDEN = (
+    "csrf",
+    "directResponse",
+    "headerModifiers",
+    "hostRewrite",
+    "rateLimit",
+    "retry",
+    "timeouts",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Shared by the security sections
+
+CELExpression = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=16384)]
+"""A Common Expression Language expression, 1 to 16384 characters. The proxy compiles it and
+rejects the policy (NACK) when it does not compile; the controller checks its syntax only."""
+
+URL = Annotated[
+    str, pydantic.StringConstraints(min_length=1, max_length=1024, pattern=r"^https?://[^/?#@]+(/[^?#]*)?$")
+]
+"""An `http://` or `https://` URL without query, fragment or user info."""
+
+AuthMode = Literal["Strict", "Optional", "Permissive"]
+"""`Strict`: a valid credential must be present. `Optional`: a credential, when present, must be
+valid; requests without one pass. `Permissive`: never reject (credentials are decoded for later
+policies)."""
+
+FailureMode = Literal["FailClosed", "FailOpen"]
+"""When an external service cannot be reached or errs: `FailClosed` (the default) rejects the
+request, `FailOpen` lets it through."""
+
+_QUANTITY_PATTERN = (
+    r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE](\+?0*([0-9]|1[0-8])|-0*[0-9]))?$"
+)
+
+
+def _byte_size_fits(value: int | str) -> bool:
+    if isinstance(value, int):
+        return 1 <= value <= 4294967295
+    return len(value) > 0
+
+
+ByteSize = Annotated[
+    int | str,
+    base.IntOrString(_QUANTITY_PATTERN, min_length=1, max_length=32),
+    base.Rule(
+        "(self >= 1 && self <= 4294967295) || self.size() > 0",
+        "value must be at least 1 byte and fit within uint32",
+        _byte_size_fits,
+    ),
+]
+"""A byte count: an integer, or a Kubernetes quantity string such as `2Mi` or `64k`."""
+
+
+def _service_has_port(ref: BackendObjectReference) -> bool:
+    return not (ref.group == "" and ref.kind == "Service") or ref.port is not None
+
+
+class BackendObjectReference(base.Model):
+    """A backend (Gateway API `BackendObjectReference`): a `Service` by default, with its port.
+    Another namespace needs a ReferenceGrant there that allows AgentgatewayPolicy references."""
+
+    __rules__ = (
+        base.Rule(
+            "(size(self.group) == 0 && self.kind == 'Service') ? has(self.port) : true",
+            "Must have port for Service reference",
+            _service_has_port,
+        ),
+    )
+
+    group: common.Group = ""
+    """API group; the empty string (the default) is the core group."""
+
+    kind: common.Kind = "Service"
+    """`Service` (the default) or `AgentgatewayBackend` (group `agentgateway.dev`)."""
+
+    name: common.ObjectName
+    """Name of the referent. Required."""
+
+    namespace: common.Namespace | None = None
+    """Namespace of the referent. Default: the policy's namespace."""
+
+    port: common.Port | None = None
+    """Destination port. Required for a `Service`."""
+
+
+def _url_path_needs_http(ext: ExtAuth) -> bool:
+    return ext.url is None or re.match(r"^https?://[^/?#]+/", ext.url) is None or ext.http is not None
+
+
+def _url_path_or_http_path(ext: ExtAuth) -> bool:
+    return (
+        ext.url is None
+        or re.match(r"^https?://[^/?#]+/", ext.url) is None
+        or ext.http is None
+        or ext.http.path is None
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Authentication
+
+
+class RemoteJWKS(base.Model):
+    """A JSON Web Key Set fetched over HTTP(S) by the proxy, refreshed periodically and when a
+    token names an unknown key id."""
+
+    __rules__ = (
+        base.Rule(
+            "has(self.backendRef) ? has(self.jwksPath) : true",
+            "jwksPath is required when backendRef is set",
+            lambda s: s.backend_ref is None or s.jwks_path is not None,
+        ),
+        base.Rule(
+            "has(self.url) ? !has(self.jwksPath) : true",
+            "jwksPath may not be set when url is set",
+            lambda s: s.url is None or s.jwks_path is None,
+        ),
+        base.exactly_one_of("backendRef", "url"),
+    )
+
+    jwks_path: common.LongString | None = None
+    """Path of the key set on `backendRef`, e.g. `.well-known/jwks.json`. Required with
+    `backendRef`, not allowed with `url`."""
+
+    cache_duration: Annotated[
+        common.Duration, common.min_duration("5m", "cacheDuration must be at least 5m.")
+    ] = "5m"
+    """How long a fetched key set is used before it is fetched again; at least 5m. Default: 5m."""
+
+    backend_ref: BackendObjectReference | None = None
+    """The key server as a Service or AgentgatewayBackend; plain HTTP to a Service, HTTPS to a
+    static AgentgatewayBackend with TLS."""
+
+    url: URL | None = None
+    """The key set's full URL, e.g. `https://idp.example.com/.well-known/jwks.json`."""
+
+
+class JWKS(base.Model):
+    """Where the keys that sign tokens come from: exactly one of `remote` and `inline`."""
+
+    __rules__ = (base.exactly_one_of("remote", "inline"),)
+
+    remote: RemoteJWKS | None = None
+    """Fetch the key set from the identity provider."""
+
+    inline: Annotated[str, pydantic.StringConstraints(min_length=2, max_length=65536)] | None = None
+    """The key set itself, as JSON (`{"keys": [...]}`), 2 to 65536 characters."""
+
+
+class JWTProvider(base.Model):
+    """One token issuer."""
+
+    issuer: common.ShortString
+    """Required `iss` claim of the tokens. Required."""
+
+    audiences: Annotated[list[str], pydantic.Field(min_length=1, max_length=64)] | None = None
+    """Accepted `aud` values, 1 to 64; a token must carry one of them. Default: any audience."""
+
+    jwks: JWKS
+    """Keys that verify the token signature. Required."""
+
+
+class JWTAuthentication(base.Model):
+    """Authenticate requests with JSON Web Tokens; the claims become the `jwt` CEL variable."""
+
+    mode: AuthMode = "Strict"
+    """`Strict` (the default): a valid token is required. `Optional`: a token, when present, must
+    be valid. `Permissive`: never reject."""
+
+    providers: Annotated[list[JWTProvider], pydantic.Field(min_length=1, max_length=64)]
+    """Accepted issuers, 1 to 64; a token is valid when one of them verifies it. Required."""
+
+    location: backendpolicy.AuthorizationLocation | None = None
+    """Where the token is read. Default: the `Authorization` header with the `Bearer ` prefix."""
+
+
+class SecretSelector(base.Model):
+    """Same-namespace Secrets selected by labels."""
+
+    match_labels: dict[str, str]
+    """Labels each Secret must have. Required."""
+
+
+class ConfigMapSelector(base.Model):
+    """Same-namespace ConfigMaps selected by labels."""
+
+    match_labels: dict[str, str]
+    """Labels each ConfigMap must have. Required."""
+
+
+class APIKeyAuthentication(base.Model):
+    """Authenticate requests with API keys read from Secrets (or hashed keys from ConfigMaps).
+
+    Each data entry of a source is one key, named by the entry: either the key itself, or a JSON
+    object with `key` or `keyHash` (`sha256:<hex>`) and optional `metadata`, which later policies
+    read as `apiKey.<field>` (e.g. `apiKey.group == 'sales'`). ConfigMap entries must use
+    `keyHash`.
+    """
+
+    __rules__ = (base.exactly_one_of("secretRef", "secretSelector", "configMapSelector"),)
+
+    mode: AuthMode = "Strict"
+    """`Strict` (the default): a valid key is required. `Optional`: a key, when present, must be
+    valid. `Permissive`: never reject."""
+
+    secret_ref: common.LocalSecretObjectRef | None = None
+    """One Secret of keys."""
+
+    secret_selector: SecretSelector | None = None
+    """Every Secret with these labels, in the policy's namespace."""
+
+    config_map_selector: ConfigMapSelector | None = None
+    """Every ConfigMap with these labels, in the policy's namespace (`keyHash` entries only)."""
+
+    location: backendpolicy.AuthorizationLocation | None = None
+    """Where the key is read. Default: the `Authorization` header with the `Bearer ` prefix."""
+
+
+class BasicAuthentication(base.Model):
+    """Authenticate requests with HTTP Basic credentials (RFC 7617) checked against htpasswd
+    lines (bcrypt, SHA-1 `{SHA}` or apr1 MD5 hashes)."""
+
+    __rules__ = (base.exactly_one_of("users", "secretRef"),)
+
+    mode: Literal["Strict", "Optional"] = "Strict"
+    """`Strict` (the default): valid credentials are required. `Optional`: credentials, when
+    present, must be valid."""
+
+    realm: str | None = None
+    """Realm in the `WWW-Authenticate` header of a 401. Default: `Restricted`."""
+
+    users: Annotated[list[str], pydantic.Field(min_length=1, max_length=256)] | None = None
+    """htpasswd lines, `user:hash`, 1 to 256."""
+
+    secret_ref: common.LocalSecretKeyRef | None = None
+    """A Secret holding an htpasswd file. Default key: `.htaccess`."""
+
+    location: backendpolicy.AuthorizationLocation | None = None
+    """Where credentials are read. Default: the `Authorization` header with the `Basic ` prefix."""
+
+
+# --------------------------------------------------------------------------------------------
+# Authorization
+
+
+class AuthorizationPolicy(base.Model):
+    """The CEL expressions of one authorization rule."""
+
+    match_expressions: Annotated[list[CELExpression], pydantic.Field(min_length=1, max_length=256)]
+    """Boolean CEL expressions, 1 to 256, each a rule with the policy's action (as agentgateway
+    translates them): any matching `Allow` allows, any matching `Deny` denies, and every
+    `Require` must match. Required."""
+
+
+class Authorization(base.Model):
+    """CEL authorization. Rules from every policy that applies are combined: a request is denied
+    when a `Deny` rule matches or a `Require` rule does not, and, when `Allow` rules exist, unless
+    one of them matches. Prefer `Allow` and `Require`: an expression that fails to evaluate does
+    not match, so a failing `Deny` does not deny."""
+
+    policy: AuthorizationPolicy
+    """The expressions. Required."""
+
+    action: Literal["Allow", "Deny", "Require"] = "Allow"
+    """What a matching expression does. Default: `Allow`."""
+
+
+# --------------------------------------------------------------------------------------------
+# External authorization
+
+
+class ExtAuthGRPC(base.Model):
+    """The Envoy `ext_authz` gRPC protocol (`envoy.service.auth.v3.Authorization/Check`)."""
+
+    context_extensions: Annotated[dict[str, str], pydantic.Field(max_length=64)] | None = None
+    """Sent as `CheckRequest.attributes.context_extensions`; at most 64."""
+
+    request_metadata: Annotated[dict[str, CELExpression], pydantic.Field(max_length=64)] | None = None
+    """CEL expressions sent as `metadata_context.filter_metadata`; at most 64."""
+
+
+class ExtAuthHTTP(base.Model):
+    """Plain HTTP: the service answers 200 to allow; anything else is returned to the client."""
+
+    path: CELExpression | None = None
+    """CEL expression for the path of the authorization request. Default: the request's path."""
+
+    redirect: CELExpression | None = None
+    """CEL expression for a redirect location when the service denies (e.g. a sign-in page)."""
+
+    allowed_request_headers: Annotated[list[common.ShortString], pydantic.Field(max_length=64)] | None = None
+    """Client request headers sent to the service, at most 64. Default: `Authorization`."""
+
+    add_request_headers: Annotated[dict[str, CELExpression], pydantic.Field(max_length=64)] | None = None
+    """Headers added to the authorization request: name -> CEL expression; at most 64."""
+
+    allowed_response_headers: Annotated[list[common.ShortString], pydantic.Field(max_length=64)] | None = None
+    """Headers of the service's answer copied into the request to the backend, at most 64."""
+
+
+class ExtAuthBody(base.Model):
+    """Send the request body to the authorization service (the body is buffered)."""
+
+    max_size: ByteSize
+    """Largest body sent; a larger body is rejected. Required."""
+
+
+class ExtAuth(base.Model):
+    """Ask an external authorization service to allow or deny each request."""
+
+    __rules__ = (
+        base.Rule(
+            "[has(self.backendRef),has(self.url)].filter(x,x==true).size() == 1",
+            "exactly one of backendRef or url must be set",
+            lambda s: (s.backend_ref is None) != (s.url is None),
+        ),
+        base.exactly_one_of("grpc", "http"),
+        base.Rule(
+            "!has(self.url) || !self.url.matches('^https?://[^/?#]+/') || has(self.http)",
+            "url path is only valid with http",
+            _url_path_needs_http,
+        ),
+        base.Rule(
+            "!has(self.url) || !self.url.matches('^https?://[^/?#]+/') || !has(self.http) || "
+            "!has(self.http.path)",
+            "http.path may not be set when url includes a path",
+            _url_path_or_http_path,
+        ),
+    )
+
+    backend_ref: BackendObjectReference | None = None
+    """The service, as a Service or an AgentgatewayBackend."""
+
+    url: URL | None = None
+    """The service's address; an HTTP `url` may carry the authorization path, a gRPC one may not.
+    `https` turns TLS on."""
+
+    failure_mode: FailureMode | None = None
+    """When the service cannot be reached or errs. Default: `FailClosed` (deny)."""
+
+    grpc: ExtAuthGRPC | None = None
+    """Use the gRPC protocol."""
+
+    http: ExtAuthHTTP | None = None
+    """Use plain HTTP."""
+
+    forward_body: ExtAuthBody | None = None
+    """Send the request body too."""
+
+
+# --------------------------------------------------------------------------------------------
+# Rate limits
+
+
+class LocalRateLimit(base.Model):
+    """A token bucket counted by each proxy process (no coordination between replicas)."""
+
+    __rules__ = (base.exactly_one_of("requests", "tokens"),)
+
+    requests: Annotated[int, pydantic.Field(ge=1)] | None = None
+    """Requests allowed per `unit`; more get 429."""
+
+    tokens: Annotated[int, pydantic.Field(ge=1)] | None = None
+    """LLM tokens (input and output) allowed per `unit`; counted when a response completes, so the
+    limit applies to later requests."""
+
+    unit: Literal["Seconds", "Minutes", "Hours"]
+    """The period of the limit. Required."""
+
+    burst: Annotated[int, pydantic.Field(ge=0)] | None = None
+    """Extra requests (or tokens) allowed in a short burst above the rate. Default: 0."""
+
+
+class RateLimitDescriptorEntry(base.Model):
+    """One part of a rate-limit descriptor."""
+
+    name: common.TinyString
+    """Descriptor key. Required."""
+
+    expression: CELExpression
+    """CEL expression for the value, e.g. `source.address`; the descriptor is skipped when it
+    has no value. Required."""
+
+
+class RateLimitDescriptor(base.Model):
+    """One rate-limit rule, sent to the rate-limit service."""
+
+    entries: Annotated[list[RateLimitDescriptorEntry], pydantic.Field(min_length=1, max_length=16)]
+    """Its entries, 1 to 16. Required."""
+
+    unit: Literal["Requests", "Tokens"] | None = None
+    """What is counted. Default: `Requests`."""
+
+
+class GlobalRateLimit(base.Model):
+    """Limits decided by an Envoy rate-limit service (`envoy.service.ratelimit.v3`), shared by every
+    replica."""
+
+    __rules__ = (
+        base.Rule(
+            "!has(self.url) || self.url.matches('^https?://[^/?#]+$')",
+            "url must not include a path",
+            lambda s: s.url is None or re.match(r"^https?://[^/?#]+$", s.url) is not None,
+        ),
+        base.exactly_one_of("backendRef", "url"),
+    )
+
+    backend_ref: BackendObjectReference | None = None
+    """The service, as a Service or an AgentgatewayBackend."""
+
+    url: URL | None = None
+    """The service's address, without a path; `https` turns TLS on."""
+
+    failure_mode: FailureMode | None = None
+    """When the service cannot be reached or errs. Default: `FailClosed` (reject)."""
+
+    domain: common.ShortString
+    """Domain the service applies its limits under. Required."""
+
+    descriptors: Annotated[list[RateLimitDescriptor], pydantic.Field(min_length=1, max_length=16)]
+    """Descriptors sent with each request, 1 to 16. Required."""
+
+
+class RateLimits(base.Model):
+    """Rate limits: local token buckets, a global service, or both."""
+
+    __rules__ = (base.at_least_one_field_set(("local", "global")),)
+
+    local: Annotated[list[LocalRateLimit], pydantic.Field(min_length=1, max_length=16)] | None = None
+    """Token buckets in each proxy process, 1 to 16."""
+
+    global_: GlobalRateLimit | None = None
+    """A rate-limit service."""
+
+
+# --------------------------------------------------------------------------------------------
+# CSRF and transformations
+
+
+class CSRF(base.Model):
+    """Cross-site request forgery protection: safe methods (GET, HEAD, OPTIONS) and requests
+    without `Sec-Fetch-Site` or `Origin` pass; otherwise `Sec-Fetch-Site` (or `Origin` against the
+    `Host`) must say same-origin, or the origin must be listed."""
+
+    additional_origins: (
+        Annotated[list[common.ShortString], pydantic.Field(min_length=1, max_length=16)] | None
+    ) = None
+    """Other origins allowed, as `<scheme>://<host>(:<port>)`, 1 to 16."""
+
+
+_PSEUDO_HEADERS = (":authority", ":method", ":path", ":scheme", ":status")
+
+HeaderName = Annotated[
+    str,
+    pydantic.StringConstraints(min_length=1, max_length=256, pattern=r"^:?[A-Za-z0-9!#$%&'*+\-.^_\x60|~]+$"),
+    base.Rule(
+        "!self.startsWith(':') || self in [':authority', ':method', ':path', ':scheme', ':status']",
+        "pseudo-headers must be one of :authority, :method, :path, :scheme, or :status",
+        lambda s: not s.startswith(":") or s in _PSEUDO_HEADERS,
+    ),
+]
+"""A header name, or one of the pseudo-headers `:authority`, `:method`, `:path`, `:scheme`,
+`:status`."""
+
+
+class HeaderTransformation(base.Model):
+    """A header and the CEL expression that computes its value."""
+
+    name: HeaderName
+    """Header name. Required."""
+
+    value: CELExpression
+    """CEL expression for the value, e.g. `request.headers['x-user'] + '-suffix'`. Required."""
+
+
+class Transform(base.Model):
+    """Changes to a request or a response, computed with CEL."""
+
+    __rules__ = (base.at_least_one_field_set(("set", "add", "remove", "body")),)
+
+    set: (
+        Annotated[
+            list[HeaderTransformation], pydantic.Field(min_length=1, max_length=16), base.ListMap("name")
+        ]
+        | None
+    ) = None
+    """Headers to set (replacing any value), 1 to 16, unique by name."""
+
+    add: (
+        Annotated[
+            list[HeaderTransformation], pydantic.Field(min_length=1, max_length=16), base.ListMap("name")
+        ]
+        | None
+    ) = None
+    """Headers to append, 1 to 16, unique by name."""
+
+    remove: (
+        Annotated[list[HeaderName], pydantic.Field(min_length=1, max_length=16), base.ListSet()] | None
+    ) = None
+    """Header names to remove, 1 to 16."""
+
+    body: CELExpression | None = None
+    """CEL expression for the new body; strings and bytes are written as they are, other values
+    as JSON."""
+
+
+class Transformation(base.Model):
+    """Request and response transformations."""
+
+    __rules__ = (base.at_least_one_field_set(("request", "response")),)
+
+    request: Transform | None = None
+    """Changes to the request before it is forwarded."""
+
+    response: Transform | None = None
+    """Changes to the response before it is returned."""
 
 
 class Traffic(base.Model):
@@ -265,7 +788,8 @@ class Traffic(base.Model):
             + ",".join(f"has(self.{n})" for n in _PRE_ROUTING_FORBIDDEN)
             + "]"
             + ".filter(x,x==true).size() == 0 : true",
-            "phase PreRouting only supports cors",
+            "phase PreRouting only supports extAuth, authorization, transformation, jwtAuthentication, "
+            "basicAuthentication, apiKeyAuthentication and cors",
             lambda s: s.phase != "PreRouting" or not any(base.present(s, n) for n in _PRE_ROUTING_FORBIDDEN),
         ),
     )
@@ -293,31 +817,33 @@ class Traffic(base.Model):
     direct_response: DirectResponse | None = None
     """Answer from the gateway instead of a backend."""
 
+    csrf: CSRF | None = None
+    """Cross-site request forgery protection."""
+
+    authorization: Authorization | None = None
+    """CEL authorization rules; the rules of every policy that applies are combined."""
+
+    jwt_authentication: JWTAuthentication | None = None
+    """JSON Web Token authentication."""
+
+    api_key_authentication: APIKeyAuthentication | None = None
+    """API key authentication."""
+
+    basic_authentication: BasicAuthentication | None = None
+    """HTTP Basic authentication."""
+
+    ext_auth: ExtAuth | None = None
+    """External authorization service."""
+
+    rate_limit: RateLimits | None = None
+    """Local and global rate limits."""
+
+    transformation: Transformation | None = None
+    """Request and response transformations with CEL."""
+
 
 # --------------------------------------------------------------------------------------------
 # Frontend
-
-_QUANTITY_PATTERN = (
-    r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE](\+?0*([0-9]|1[0-8])|-0*[0-9]))?$"
-)
-
-
-def _byte_size_fits(value: int | str) -> bool:
-    if isinstance(value, int):
-        return 1 <= value <= 4294967295
-    return len(value) > 0
-
-
-ByteSize = Annotated[
-    int | str,
-    base.IntOrString(_QUANTITY_PATTERN, min_length=1, max_length=32),
-    base.Rule(
-        "(self >= 1 && self <= 4294967295) || self.size() > 0",
-        "value must be at least 1 byte and fit within uint32",
-        _byte_size_fits,
-    ),
-]
-"""A byte count: an integer, or a Kubernetes quantity string such as `2Mi` or `64k`."""
 
 
 class FrontendHTTP(base.Model):
