@@ -4,10 +4,15 @@ In: a target (host, port), a request head, a body stream. Out: an `UpstreamRespo
 head is awaited and whose body is a `streams.ByteStream`. Called by `proxy` for the primary
 request, retries and mirrors.
 
-Pooling: idle connections per "host:port", newest first; one that has been idle past
+Pooling: idle connections per (host, port, TLS spec), newest first; one that has been idle past
 `pool_idle_timeout`, or closed by the peer, is discarded on checkout. A request that fails on a
 reused connection before any response byte arrives is retried once on a fresh connection when
 its body can be replayed (the peer may have closed the idle connection as we wrote).
+
+TLS: `tls` is False/None (plain TCP), True (system trust, SNI and verification against the
+host) or a `tls.ClientTls` (custom roots, client certificate, SNI override, SAN list, insecure
+modes). The spec is part of the pool key, so connections made with different client
+certificates or trust are never shared.
 
 Errors: connect failures raise `errors.UpstreamUnavailable` (503), a reset or malformed response
 `errors.UpstreamError` (502); timeouts are applied by the caller.
@@ -22,25 +27,43 @@ import socket
 import ssl
 import time
 import typing
+from collections.abc import Hashable
 
 import httptools
 
-from dataplane import errors, settings
+from dataplane import errors, settings, tls
 from dataplane.server import streams
 from dataplane.telemetry import metrics
 
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 
 
-def _key(host: str, port: int, tls: bool) -> str:
-    """Pool key: plain and TLS connections to one address are never mixed."""
-    return f"tls:{host}:{port}" if tls else f"{host}:{port}"
+TlsArg = bool | tls.ClientTls | None
+"""What callers pass as `tls`: falsy for plain TCP, True for system trust, or a spec."""
+
+
+def _spec(host: str, tls_arg: TlsArg) -> tls.ClientTls | None:
+    if not tls_arg:
+        return None
+    if tls_arg is True:
+        return tls.system(host)
+    return tls_arg
+
+
+def _key(host: str, port: int, spec: tls.ClientTls | None) -> Hashable:
+    """Pool key: plain and TLS connections, and connections of different TLS specs, never mix."""
+    return (host, port, spec)
+
+
+def _label(host: str, port: int, spec: tls.ClientTls | None) -> str:
+    """The address as errors name it."""
+    return f"{host}:{port}" if spec is None else f"tls:{host}:{port}"
 
 
 class UpstreamConnection(asyncio.Protocol):
     """One connection to an upstream, reused across exchanges while keep-alive holds."""
 
-    def __init__(self, pool: Pool, key: str) -> None:
+    def __init__(self, pool: Pool, key: Hashable) -> None:
         self._pool = pool
         self.key = key
         self.transport: asyncio.Transport | None = None
@@ -322,18 +345,17 @@ class UpstreamResponse(Response):
 
 
 class Pool:
-    """Idle upstream connections per "host:port"."""
+    """Idle upstream connections per (host, port, TLS spec)."""
 
     def __init__(self, config: settings.Upstream, stats: metrics.Registry) -> None:
         self._config = config
-        self._idle: dict[str, collections.deque[UpstreamConnection]] = {}
+        self._idle: dict[Hashable, collections.deque[UpstreamConnection]] = {}
         self._connect_duration = stats.upstream_connect_duration
         self._loop = asyncio.get_running_loop()
-        self._ssl: ssl.SSLContext | None = None
 
-    def take_idle(self, host: str, port: int, tls: bool = False) -> UpstreamConnection | None:
+    def take_idle(self, host: str, port: int, tls: TlsArg = False) -> UpstreamConnection | None:
         """An idle pooled connection, or None — without waiting (the request path's fast lane)."""
-        idle = self._idle.get(_key(host, port, tls))
+        idle = self._idle.get((host, port, _spec(host, tls) if tls else None))
         if idle:
             horizon = self._loop.time() - self._config.pool_idle_timeout
             while idle:
@@ -345,7 +367,7 @@ class Pool:
         return None
 
     async def acquire(
-        self, host: str, port: int, connect_timeout: float | None, tls: bool = False
+        self, host: str, port: int, connect_timeout: float | None, tls: TlsArg = False
     ) -> UpstreamConnection:
         conn = self.take_idle(host, port, tls)
         if conn is not None:
@@ -353,10 +375,12 @@ class Pool:
         return await self.connect(host, port, connect_timeout, tls)
 
     async def connect(
-        self, host: str, port: int, connect_timeout: float | None, tls: bool = False
+        self, host: str, port: int, connect_timeout: float | None, tls: TlsArg = False
     ) -> UpstreamConnection:
-        """A new connection; with `tls`, verified against `host` with the system's CAs."""
-        key = _key(host, port, tls)
+        """A new connection; with `tls`, verified as its spec says (True: system CAs, `host`)."""
+        spec = _spec(host, tls)
+        key = _key(host, port, spec)
+        label = _label(host, port, spec)
         started = time.monotonic()
         timeout = connect_timeout or self._config.connect_timeout
         try:
@@ -365,22 +389,31 @@ class Pool:
                     lambda: UpstreamConnection(self, key),
                     host,
                     port,
-                    ssl=self._tls_context() if tls else None,
-                    server_hostname=host if tls else None,
+                    ssl=spec.context() if spec is not None else None,
+                    server_hostname=spec.server_hostname if spec is not None else None,
                 )
         except TimeoutError as exc:
-            raise errors.UpstreamUnavailable(f"connect to {key} timed out after {timeout:g}s") from exc
+            raise errors.UpstreamUnavailable(f"connect to {label} timed out after {timeout:g}s") from exc
+        except ssl.SSLCertVerificationError as exc:
+            raise errors.UpstreamUnavailable(
+                f"TLS handshake with {label} failed: certificate verify failed: {exc.verify_message}"
+            ) from exc
         except ssl.SSLError as exc:
-            raise errors.UpstreamUnavailable(f"TLS handshake with {key} failed: {exc.reason or exc}") from exc
+            raise errors.UpstreamUnavailable(
+                f"TLS handshake with {label} failed: {exc.reason or exc}"
+            ) from exc
         except OSError as exc:
-            raise errors.UpstreamUnavailable(f"connect to {key} failed: {exc.strerror or exc}") from exc
+            raise errors.UpstreamUnavailable(f"connect to {label} failed: {exc.strerror or exc}") from exc
+        if spec is not None and spec.checks_names_after_handshake:
+            transport = conn.transport
+            problem = spec.peer_problem(
+                transport.get_extra_info("peercert") if transport is not None else None
+            )
+            if problem is not None:
+                conn.abort()
+                raise errors.UpstreamUnavailable(f"TLS handshake with {label} failed: {problem}")
         self._connect_duration.observe((), time.monotonic() - started)
         return conn
-
-    def _tls_context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            self._ssl = ssl.create_default_context()
-        return self._ssl
 
     def put(self, conn: UpstreamConnection) -> None:
         idle = self._idle.setdefault(conn.key, collections.deque())

@@ -248,6 +248,8 @@ class HTTP1Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
         self.client_addr = ""
+        self.scheme = "http"
+        """"https" on a TLS listener (set once per connection, in connection_made)."""
         self._state = IDLE
         self.deadline = 0.0
         self._parsing: Exchange | None = None
@@ -278,6 +280,8 @@ class HTTP1Connection(asyncio.Protocol):
                 pass
         peer = transport.get_extra_info("peername")
         self.client_addr = peer[0] if isinstance(peer, tuple) else ""
+        if transport.get_extra_info("sslcontext") is not None:
+            self.scheme = "https"
         self._registry.add(self)
         self._set_idle()
 
