@@ -36,6 +36,7 @@ import os
 import ssl
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -393,11 +394,21 @@ class PortTls:
     ) -> int | None:
         # Runs inside OpenSSL's handshake: it must never raise (an exception here is unraisable).
         try:
+            if server_name:
+                _server_names[ssl_object] = server_name
             ssl_object.context = self.current.select(server_name).context()
         except Exception:
             log.exception("TLS: choosing a certificate for SNI %r failed", server_name)
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
         return None
+
+
+_server_names: weakref.WeakKeyDictionary[ssl.SSLObject, str] = weakref.WeakKeyDictionary()
+
+
+def server_name(ssl_object: ssl.SSLObject | None) -> str | None:
+    """The SNI name a client sent in a server handshake on a `PortTls` port (None: no SNI)."""
+    return _server_names.get(ssl_object) if ssl_object is not None else None
 
 
 def refusal(ssl_object: ssl.SSLObject | None) -> str | None:

@@ -37,6 +37,9 @@ class _TlsConnection(http1.HTTP1Connection):
     """A connection on an HTTPS port: the handshake is done when `connection_made` runs; the
     hostname the SNI chose may still refuse the client (client certificate, version)."""
 
+    sni: str | None = None
+    """The server name the client sent (None without SNI): the listener whose certificate it got."""
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         ssl_object = transport.get_extra_info("ssl_object")
         why = tls.refusal(ssl_object)
@@ -44,6 +47,7 @@ class _TlsConnection(http1.HTTP1Connection):
             log.debug("TLS connection from %s refused: %s", transport.get_extra_info("peername"), why)
             typing.cast(asyncio.Transport, transport).abort()  # uvloop's are not subclasses
             return
+        self.sni = tls.server_name(ssl_object)
         super().connection_made(transport)
 
 

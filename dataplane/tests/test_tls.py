@@ -158,11 +158,16 @@ async def test_an_https_listener_serves_each_hostname_its_own_certificate_chosen
     a = ca.issue("a", dns=["a.example.com"])
     b = ca.issue("b", dns=["b.example.com"])
     port = harness.free_port()
-    async with serving({port}, {port: server_tls(("a.example.com", files(a)), ("b.example.com", inline(b)))}):
+    sni = server_tls(("a.example.com", files(a)), ("b.example.com", inline(b)))
+    async with serving({port}, {port: sni}) as listeners:
         ctx = client_context(ca)
         ctx.check_hostname = True
         served_a, body = await fetch(port, ctx, "a.example.com", host="a.example.com")
         served_b, _ = await fetch(port, ctx, "B.Example.COM")
+        kept = await Client.open(port, ctx, "b.example.com")
+        await kept.get()
+        assert "b.example.com" in {getattr(c, "sni", None) for c in listeners.connections[port]}
+        await kept.close()
     assert served_a == der(a)
     assert served_b == der(b)
     assert body == b"https a.example.com"
@@ -233,6 +238,15 @@ async def test_rewritten_certificate_files_are_picked_up_by_new_handshakes(
         second = ca.issue("a", dns=["a.example.com"])  # same file names, new certificate and key
         served, _ = await fetch(port, client_context(ca), "a.example.com")
         assert served == der(second)
+
+
+def test_certificate_files_are_checked_at_most_every_two_seconds(ca: certs.CA) -> None:
+    leaf = ca.issue("a", dns=["a.example.com"])
+    cert = tls.server_cert(files(leaf), "listener/a")
+    first = cert.context()
+    ca.issue("a", dns=["a.example.com"])
+    assert tls.FILE_RECHECK == 2.0
+    assert cert.context() is first  # rewritten, but checked less than 2 s ago
 
 
 async def test_a_broken_certificate_file_keeps_the_last_good_certificate_and_logs_an_error(
@@ -349,14 +363,18 @@ def test_the_listener_side_works_under_uvloop(ca: certs.CA) -> None:
 
     async def scenario() -> tuple[bytes, bytes, bool, bytes]:
         mixed = server_tls(("a.example.com", files(a)), ("b.example.com", files(b, root=ca)))
-        async with serving({port}, {port: mixed}):
+        async with serving({port}, {port: mixed}) as listeners:
             served_a, body = await fetch(port, client_context(ca), "a.example.com")
             without = await refused(port, client_context(ca), "b.example.com")
-            served_b, _ = await fetch(port, client_context(ca, client), "b.example.com")
-        return served_a, served_b, without, body
+            kept = await Client.open(port, client_context(ca, client), "b.example.com")
+            await kept.get()
+            served_b = kept.served_cert
+            sni = {str(getattr(c, "sni", None)) for c in listeners.connections[port]} & {"b.example.com"}
+            await kept.close()
+        return served_a, served_b, without, body + b" " + ",".join(sni).encode()
 
     served_a, served_b, without, body = uvloop.run(scenario())
-    assert (served_a, served_b, without, body) == (der(a), der(b), True, b"https h")
+    assert (served_a, served_b, without, body) == (der(a), der(b), True, b"https h b.example.com")
 
 
 async def test_a_plain_listener_reports_the_http_scheme() -> None:
