@@ -217,16 +217,24 @@ class _Reloading:
         return self.current
 
     def _refresh(self) -> None:
+        # A failure keeps serving with the last good material and is logged once per change
+        # of the files (a half-written pair is retried when its second file lands).
         try:
             stamps = self._stamp()
-            if stamps == self._stamps:
-                return
+        except OSError as exc:
+            if self._stamps != ():
+                self._stamps = ()
+                log.error("%s: keeping the previous TLS material: %s", self._where, exc)
+            return
+        if stamps == self._stamps:
+            return
+        self._stamps = stamps
+        try:
             self.current = self._build()
-            self._stamps = stamps
-            log.info("%s: reloaded TLS material from its files", self._where)
         except (OSError, errors.ConfigError, ssl.SSLError) as exc:
-            # Keep serving with the last good material; say why once per change attempt.
             log.error("%s: keeping the previous TLS material: %s", self._where, exc)
+            return
+        log.info("%s: reloaded TLS material from its files", self._where)
 
 
 # ------------------------------------------------------------------------------------------

@@ -258,9 +258,18 @@ async def test_a_broken_certificate_file_keeps_the_last_good_certificate_and_log
         good.cert_file.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
         with caplog.at_level(logging.ERROR, logger="dataplane.tls"):
             served, _ = await fetch(port, client_context(ca), "a.example.com")
-    assert served == der(good)
-    assert "keeping the previous TLS material" in caplog.text
-    assert "cert_file: not a PEM certificate" in caplog.text
+            again, _ = await fetch(port, client_context(ca), "a.example.com")
+        assert served == again == der(good)
+        assert caplog.text.count("keeping the previous TLS material") == 1  # once per change
+        assert "listener/a.example.com.cert_file: not a PEM certificate" in caplog.text
+        good.key_file.unlink()
+        with caplog.at_level(logging.ERROR, logger="dataplane.tls"):
+            served, _ = await fetch(port, client_context(ca), "a.example.com")
+        assert served == der(good)
+        assert "No such file" in caplog.text
+        fixed = ca.issue("a", dns=["a.example.com"])
+        served, _ = await fetch(port, client_context(ca), "a.example.com")
+        assert served == der(fixed)
 
 
 async def test_an_mtls_listener_refuses_a_client_without_a_certificate_and_accepts_one_with(
