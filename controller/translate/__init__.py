@@ -2,7 +2,7 @@
 
     translate(inputs, now) -> Output
         inputs: Inputs      frozen raw objects (GatewayClass, Gateway, HTTPRoute, ReferenceGrant,
-                            Namespace, Service, EndpointSlice, Secret, AgentgatewayBackend,
+                            Namespace, Service, EndpointSlice, Secret, ConfigMap, AgentgatewayBackend,
                             AgentgatewayPolicy) + our controllerName + the cluster DNS domain
         Output.resources    {GatewayKey(namespace, name): [resource_pb2.Resource, ...] sorted by key}
         Output.statuses     {ObjectRef(group, kind, namespace, name): status stanza}

@@ -22,8 +22,6 @@ names the field: never silently dropped.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 from collections.abc import Mapping
 
@@ -35,7 +33,7 @@ from api.gateway import conditions
 from api.proto.agentgw.v1 import resource_pb2 as pb
 from api.v1alpha1 import backend as agw
 from api.v1alpha1 import backendpolicy, base, common, validation
-from controller.translate import index, model, status
+from controller.translate import index, model, secretdata, status
 
 DEFAULT_SECRET_KEY = "Authorization"
 """The Secret key a `secretRef` reads when it names none (agentgateway's default)."""
@@ -162,27 +160,16 @@ def secret_value(
     if secret is None:
         raise Untranslatable(f"secret {namespace}/{ref.name} not found")
     data_key = ref.key or DEFAULT_SECRET_KEY
-    value = _secret_data(secret, data_key)
+    try:
+        value = secretdata.text(secret, data_key)
+    except secretdata.Unreadable as exc:
+        raise Untranslatable(str(exc)) from exc
     if value is None:
         raise Untranslatable(f"secret {namespace}/{ref.name} missing {data_key} value")
     value = value.strip()
     if ref.key is None and value[:7].lower() == "bearer ":
         value = value[7:].strip()
     return value
-
-
-def _secret_data(secret: model.Object, data_key: str) -> str | None:
-    """`stringData` (as written by kubectl before the apiserver folds it in) or base64 `data`."""
-    string_data = secret.get("stringData") or {}
-    if data_key in string_data:
-        return str(string_data[data_key])
-    encoded = (secret.get("data") or {}).get(data_key)
-    if encoded is None:
-        return None
-    try:
-        return base64.b64decode(str(encoded), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise Untranslatable(f"secret {index.name_of(secret)}: {data_key} is not base64 UTF-8 text") from exc
 
 
 # --------------------------------------------------------------------------------------------

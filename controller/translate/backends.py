@@ -51,14 +51,22 @@ class Resolver:
     idx: index.Index
     translated: Mapping[index.NamespacedName, agwbackends.Result]
 
-    def resolve(self, ref: gw.BackendObjectReference, route_namespace: str, route_kind: str) -> Resolution:
+    def resolve(
+        self,
+        ref: gw.BackendObjectReference,
+        route_namespace: str,
+        route_kind: str,
+        from_group: str = gw.GROUP,
+    ) -> Resolution:
+        """Resolve a reference made by an object of (`from_group`, `route_kind`) in `route_namespace`
+        (a route, or an AgentgatewayPolicy for its ext auth and rate-limit services)."""
         namespace = ref.namespace or route_namespace
         kind = (ref.group, ref.kind)
         if kind not in (SERVICE, AGENTGATEWAY_BACKEND):
             message = f'referencing unsupported backendRef: group "{ref.group}" kind "{ref.kind}"'
             return _problem(conditions.INVALID_KIND, message)
         reference = refs.Reference(
-            gw.GROUP, route_kind, route_namespace, ref.group, ref.kind, namespace, ref.name
+            from_group, route_kind, route_namespace, ref.group, ref.kind, namespace, ref.name
         )
         if not self.idx.grants.allows(reference):
             message = (

@@ -9,13 +9,15 @@ In: the parsed GatewayClass and Gateway views (`api.gateway.v1`). Out:
   listener (`bind/<port>/<listener name>`), and the Gateway's status once the routes are
   counted (`attachedRoutes`).
 
-Listener rules (Gateway API v1.6): only `HTTP` is supported (the proxy terminates no TLS yet:
-HTTPS, TLS, TCP and UDP listeners are `Accepted=False/UnsupportedProtocol` with no supported
-kinds); listeners sharing a port with different protocols are `Conflicted/ProtocolConflict`, with
-the same protocol and hostname `Conflicted/HostnameConflict`, and a conflicted listener is not
-programmed; `allowedRoutes.kinds` other than HTTPRoute give `ResolvedRefs=False/
-InvalidRouteKinds`. The Gateway is `Accepted` (reason `ListenersNotValid` when some listener is
-not usable) while at least one listener is usable.
+Listener rules (Gateway API v1.6): `HTTP` and `HTTPS` are supported (TLS, TCP and UDP listeners
+are `Accepted=False/UnsupportedProtocol` with no supported kinds). An HTTPS listener terminates
+TLS with the certificate of its first usable `certificateRefs` Secret (`controller.translate.tls`:
+`ResolvedRefs=False/InvalidCertificateRef` or `RefNotPermitted` otherwise, and without a usable
+certificate it is not programmed). Listeners sharing a port with different protocols are
+`Conflicted/ProtocolConflict`, with the same protocol and hostname `Conflicted/HostnameConflict`,
+and a conflicted listener is not programmed; `allowedRoutes.kinds` other than HTTPRoute give
+`ResolvedRefs=False/InvalidRouteKinds`. The Gateway is `Accepted` (reason `ListenersNotValid`
+when some listener is not usable) while at least one listener is usable.
 
 Called by `controller.translate.translate`.
 """
@@ -29,11 +31,11 @@ from typing import Any
 from api.gateway import conditions
 from api.gateway import v1 as gw
 from api.proto.agentgw.v1 import resource_pb2 as pb
-from controller.translate import model, status
+from controller.translate import index, model, status, tls
 
 HTTP_ROUTE = gw.RouteGroupKind(group=gw.GROUP, kind="HTTPRoute")
 
-ROUTE_KINDS: Mapping[str, tuple[gw.RouteGroupKind, ...]] = {"HTTP": (HTTP_ROUTE,)}
+ROUTE_KINDS: Mapping[str, tuple[gw.RouteGroupKind, ...]] = {"HTTP": (HTTP_ROUTE,), "HTTPS": (HTTP_ROUTE,)}
 """Listener protocol -> the route kinds it admits; a protocol missing here is unsupported."""
 
 PARAMETERS_KIND = ("agentgateway.dev", "AgentgatewayParameters")
@@ -109,6 +111,10 @@ class ListenerState:
     """Why it is not accepted (`Accepted=False`)."""
     conflict: status.Problem | None = None
     invalid_kinds: status.Problem | None = None
+    tls: pb.ListenerTls | None = None
+    """The certificate an HTTPS listener serves."""
+    certificate: status.Problem | None = None
+    """Why a certificateRef is not usable (`ResolvedRefs=False`)."""
 
     @property
     def key(self) -> str:
@@ -120,13 +126,38 @@ class ListenerState:
 
     @property
     def usable(self) -> bool:
-        """Accepted and not conflicted: it gets a Listener resource and admits routes."""
-        return self.unsupported is None and self.conflict is None
+        """Accepted, not conflicted, and with a certificate when HTTPS: it gets a Listener resource
+        and admits routes."""
+        return (
+            self.unsupported is None
+            and self.conflict is None
+            and (self.spec.protocol != "HTTPS" or self.tls is not None)
+        )
+
+    @property
+    def refs_problem(self) -> status.Problem | None:
+        """The `ResolvedRefs` problem: route kinds, then certificates."""
+        found = [p for p in (self.invalid_kinds, self.certificate) if p is not None]
+        if not found:
+            return None
+        return status.Problem(found[0].reason, "; ".join(p.message for p in found))
 
 
-def listener_states(listeners: Sequence[gw.Listener]) -> tuple[ListenerState, ...]:
+def listener_states(
+    listeners: Sequence[gw.Listener], namespace: str, idx: index.Index
+) -> tuple[ListenerState, ...]:
+    """The listeners of a Gateway in `namespace`; HTTPS certificates are resolved through `idx`."""
     found = conflicts(listeners)
-    return tuple(_listener(spec, found.get(spec.name)) for spec in listeners)
+    out = []
+    for spec in listeners:
+        state = _listener(spec, found.get(spec.name))
+        if spec.protocol == "HTTPS" and state.unsupported is None:
+            cert = tls.listener_certificate(spec, namespace, idx)
+            state = dataclasses.replace(
+                state, tls=cert.tls, certificate=cert.problem, unsupported=cert.unsupported
+            )
+        out.append(state)
+    return tuple(out)
 
 
 def _listener(spec: gw.Listener, conflict: status.Problem | None) -> ListenerState:
@@ -188,7 +219,7 @@ class GatewayState:
         return next((lis for lis in self.listeners if lis.spec.name == name), None)
 
 
-def gateway_state(view: gw.Gateway, class_problem: status.Problem | None) -> GatewayState:
+def gateway_state(view: gw.Gateway, class_problem: status.Problem | None, idx: index.Index) -> GatewayState:
     key = model.GatewayKey(view.metadata.namespace, view.metadata.name)
     if class_problem is not None:
         problem = status.Problem(
@@ -196,9 +227,8 @@ def gateway_state(view: gw.Gateway, class_problem: status.Problem | None) -> Gat
             f"GatewayClass {view.spec.gateway_class_name} is not accepted: {class_problem.message}",
         )
         return GatewayState(key=key, generation=view.metadata.generation, listeners=(), problem=problem)
-    return GatewayState(
-        key=key, generation=view.metadata.generation, listeners=listener_states(view.spec.listeners)
-    )
+    listeners = listener_states(view.spec.listeners, key.namespace, idx)
+    return GatewayState(key=key, generation=view.metadata.generation, listeners=listeners)
 
 
 def resources(state: GatewayState) -> list[pb.Resource]:
@@ -213,7 +243,8 @@ def resources(state: GatewayState) -> list[pb.Resource]:
             name=lis.spec.name,
             gateway_name=f"{state.key.namespace}/{state.key.name}",
             hostname=(lis.spec.hostname or "").lower(),
-            protocol=pb.HTTP,
+            protocol=pb.HTTPS if lis.spec.protocol == "HTTPS" else pb.HTTP,
+            tls=lis.tls,
         )
         out.append(pb.Resource(listener=listener))
     return out
@@ -272,12 +303,12 @@ def _listener_status(lis: ListenerState, attached: int, stamp: status.Stamp) -> 
             conflicted,
             programmed,
             status.from_problem(
-                conditions.RESOLVED_REFS, lis.invalid_kinds, conditions.RESOLVED_REFS, NO_ERRORS, stamp
+                conditions.RESOLVED_REFS, lis.refs_problem, conditions.RESOLVED_REFS, NO_ERRORS, stamp
             ),
         ],
     }
 
 
 def _why(lis: ListenerState) -> str:
-    problem = lis.unsupported or lis.conflict
+    problem = lis.unsupported or lis.conflict or lis.certificate
     return problem.message if problem else ""

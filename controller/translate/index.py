@@ -33,7 +33,10 @@ class Index:
     gateway_classes: Mapping[str, gw.GatewayClass]
     services: Mapping[NamespacedName, model.Object]
     secrets: Mapping[NamespacedName, model.Object]
+    config_maps: Mapping[NamespacedName, model.Object]
     backends: Mapping[NamespacedName, model.Object]
+    gateways: Mapping[NamespacedName, model.Object]
+    http_routes: Mapping[NamespacedName, model.Object]
     endpoint_slices: Mapping[NamespacedName, tuple[model.Object, ...]]
     """By the (namespace, name) of the Service they belong to."""
     namespace_labels: Mapping[str, Mapping[str, str]]
@@ -55,7 +58,10 @@ def build(inputs: model.Inputs) -> Index:
         gateway_classes={c.metadata.name: c for c in _views(gw.GatewayClass, inputs.gateway_classes)},
         services=_by_name(inputs.services),
         secrets=_by_name(inputs.secrets),
+        config_maps=_by_name(inputs.config_maps),
         backends=_by_name(inputs.backends),
+        gateways=_by_name(inputs.gateways),
+        http_routes=_by_name(inputs.http_routes),
         endpoint_slices={k: tuple(v) for k, v in slices.items()},
         namespace_labels={name_of(n): dict(_meta(n).get("labels") or {}) for n in inputs.namespaces},
         grants=refs.Grants(_views(gw.ReferenceGrant, inputs.reference_grants)),
@@ -73,6 +79,11 @@ def name_of(obj: model.Object) -> str:
 
 def namespace_of(obj: model.Object) -> str:
     return str(_meta(obj).get("namespace", ""))
+
+
+def object_labels(obj: model.Object) -> Mapping[str, str]:
+    labels = _meta(obj).get("labels")
+    return labels if isinstance(labels, Mapping) else {}
 
 
 def generation_of(obj: model.Object) -> int | None:

@@ -62,10 +62,12 @@ class Inputs:
     endpoint_slices: tuple[Object, ...] = ()
     """Used to resolve a named `targetPort` of a headless Service."""
     secrets: tuple[Object, ...] = ()
+    config_maps: tuple[Object, ...] = ()
+    """For CA certificates of backend TLS and hashed API keys (`configMapSelector`)."""
     backends: tuple[Object, ...] = ()
     """AgentgatewayBackend objects."""
     policies: tuple[Object, ...] = ()
-    """AgentgatewayPolicy objects: read, not translated yet (the proxy rejects Policy resources)."""
+    """AgentgatewayPolicy objects."""
     controller_name: str = CONTROLLER_NAME
     cluster_domain: str = CLUSTER_DOMAIN
 
@@ -92,6 +94,7 @@ class Inputs:
             services=tuple(fields["services"]),
             endpoint_slices=tuple(fields["endpoint_slices"]),
             secrets=tuple(fields["secrets"]),
+            config_maps=tuple(fields["config_maps"]),
             backends=tuple(fields["backends"]),
             policies=tuple(fields["policies"]),
             controller_name=controller_name,
@@ -108,6 +111,7 @@ _FIELD_BY_KIND = {
     ("", "Service"): "services",
     ("discovery.k8s.io", "EndpointSlice"): "endpoint_slices",
     ("", "Secret"): "secrets",
+    ("", "ConfigMap"): "config_maps",
     ("agentgateway.dev", "AgentgatewayBackend"): "backends",
     ("agentgateway.dev", "AgentgatewayPolicy"): "policies",
 }

@@ -128,7 +128,7 @@ def _gateway_states(
             problem = status.Problem(conditions.INVALID, gw.describe(exc))
             out[key] = gateways.GatewayState(key, index.generation_of(obj), (), problem)
             continue
-        out[key] = gateways.gateway_state(view, class_problems[str(class_name)])
+        out[key] = gateways.gateway_state(view, class_problems[str(class_name)], idx)
     return dict(sorted(out.items()))
 
 
