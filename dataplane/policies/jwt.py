@@ -14,7 +14,12 @@ parsed into keys, remote and file key sets named by the services key the runtime
    this to one. So HS256 signed with an RSA public key (algorithm confusion) never verifies;
 4. checks `exp` and `nbf` with a leeway of `LEEWAY` (30 s) for clock skew between the issuer
    and this proxy, `iss`, `aud` (any overlap with the provider's audiences) and the
-   provider's required claims.
+   provider's required claims (these before the signature: they are cheap, and an expired
+   token never causes a key refetch).
+
+A verified token is remembered (bounded LRU, see `JwtStep`), so a client that reuses its token
+costs a dict lookup and a clock comparison, not a signature check, until the token expires or
+the key set that verified it is replaced.
 
 It stays synchronous when the keys are at hand; it returns an awaitable only when a remote or
 file key set must be loaded for the first time or refetched for an unknown `kid` (the source
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import dataclasses
 import json
 import logging
@@ -54,6 +60,8 @@ LEEWAY = 30.0
 """Seconds of clock skew tolerated on `exp` and `nbf`."""
 MAX_TOKEN = 16 * 1024
 """Longer tokens are refused without being parsed."""
+VERIFIED_CACHE = 1024
+MAX_CACHED_TOKEN = 4096
 DEFAULT_REFRESH = 300.0
 MIN_REFRESH = 1.0
 MIN_RSA_BITS = 2048
@@ -300,10 +308,27 @@ class Provider:
 
 
 def verify(provider: Provider, token: Token, keys: KeySet, now: float) -> dict[str, Any]:
-    """Check a parsed token against one provider's keys and rules; its claims when valid.
+    """Check a parsed token against one provider's rules and keys; its claims when valid.
 
-    Raises UnknownKid when no key has the token's `kid`, InvalidToken for everything else.
+    The claims are checked first (cheap, and an expired token never triggers a key refetch),
+    then the signature. Raises UnknownKid when no key has the token's `kid`, InvalidToken for
+    everything else.
     """
+    claims = token.claims
+    for name in provider.required:
+        if name not in claims:
+            raise InvalidToken(f"required claim {name!r} missing")
+    not_before, expires = validity(claims)
+    if not not_before <= now < expires:
+        raise InvalidToken("token expired or not valid yet")
+    if provider.issuer and token.issuer != provider.issuer:
+        raise InvalidToken("wrong issuer")
+    if provider.audiences:
+        aud = claims.get("aud")
+        if isinstance(aud, str):
+            aud = [aud]
+        if not isinstance(aud, list) or provider.audiences.isdisjoint(a for a in aud if isinstance(a, str)):
+            raise InvalidToken("no accepted audience")
     candidates = keys.lookup(token.kid)
     if candidates is None:
         raise UnknownKid("no key has the token's kid")
@@ -314,36 +339,26 @@ def verify(provider: Provider, token: Token, keys: KeySet, now: float) -> dict[s
     for k in usable:
         try:
             if algorithm.verify(token.signing_input, k.key, token.signature):
-                break
+                return claims
         except Exception:
             continue
-    else:
-        raise InvalidToken("signature does not verify")
-    claims = token.claims
-    for name in provider.required:
-        if name not in claims:
-            raise InvalidToken(f"required claim {name!r} missing")
+    raise InvalidToken("signature does not verify")
+
+
+def validity(claims: dict[str, Any]) -> tuple[float, float]:
+    """The window [nbf - LEEWAY, exp + LEEWAY) in which a token is accepted (open ends when the
+    claims are absent); InvalidToken when `exp` or `nbf` is not a finite number."""
     exp = claims.get("exp")
-    if exp is not None:
-        if not _finite_number(exp):
-            raise InvalidToken("exp is not a number")
-        if now - LEEWAY >= exp:
-            raise InvalidToken("token expired")
     nbf = claims.get("nbf")
-    if nbf is not None:
-        if not _finite_number(nbf):
-            raise InvalidToken("nbf is not a number")
-        if now + LEEWAY < nbf:
-            raise InvalidToken("token not valid yet (nbf)")
-    if provider.issuer and token.issuer != provider.issuer:
-        raise InvalidToken("wrong issuer")
-    if provider.audiences:
-        aud = claims.get("aud")
-        if isinstance(aud, str):
-            aud = [aud]
-        if not isinstance(aud, list) or provider.audiences.isdisjoint(a for a in aud if isinstance(a, str)):
-            raise InvalidToken("no accepted audience")
-    return claims
+    if (exp is not None and not _finite_number(exp)) or (nbf is not None and not _finite_number(nbf)):
+        raise InvalidToken("exp or nbf is not a number")
+    try:
+        return (
+            float("-inf") if nbf is None else float(nbf) - LEEWAY,
+            float("inf") if exp is None else float(exp) + LEEWAY,
+        )
+    except OverflowError:
+        raise InvalidToken("exp or nbf out of range") from None
 
 
 def _seconds(d: Any) -> float:
@@ -395,10 +410,27 @@ def _provider(msg: pb.JwtProvider, path: str) -> Provider:
 # the step -----------------------------------------------------------------------------------
 
 
-class JwtStep:
-    """The compiled policy; calling it checks one request (see the module docstring)."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token verified before: by which provider, with which key set, valid when."""
 
-    __slots__ = ("_any_issuer", "_by_issuer", "_location", "_mode", "_refusals", "_where")
+    provider: Provider
+    keys: KeySet
+    claims: dict[str, Any]
+    not_before: float
+    expires: float
+
+
+class JwtStep:
+    """The compiled policy; calling it checks one request (see the module docstring).
+
+    Tokens verified before (up to `VERIFIED_CACHE` of them, each at most `MAX_CACHED_TOKEN`
+    long) are remembered with the key set that verified them: a client reusing its token
+    skips parsing and signature checks while that key set is current and the token is within
+    its validity window.
+    """
+
+    __slots__ = ("_any_issuer", "_by_issuer", "_location", "_mode", "_refusals", "_verified", "_where")
 
     def __init__(self, mode: int, location: credentials.Location, providers: Sequence[Provider], where: str):
         self._mode = mode
@@ -411,6 +443,7 @@ class JwtStep:
             if p.issuer:
                 by_issuer.setdefault(p.issuer, []).append(p)
         self._by_issuer = {iss: (*found, *self._any_issuer) for iss, found in by_issuer.items()}
+        self._verified: collections.OrderedDict[str, _Verified] = collections.OrderedDict()
 
     def __call__(self, ctx: context.RequestContext) -> Awaitable[None] | None:
         raw = credentials.read(self._location, ctx)
@@ -418,6 +451,17 @@ class JwtStep:
             if self._mode == credentials.STRICT:
                 raise self._refusals.missing()
             return None
+        now = time.time()
+        seen = self._verified.get(raw)
+        if seen is not None:
+            current = seen.provider.keys
+            if current is None:
+                current = ctx.services.client("jwks", seen.provider.source).current()
+            if current is seen.keys and seen.not_before <= now < seen.expires:
+                self._verified.move_to_end(raw)
+                self._accept(ctx, raw, dict(seen.claims))
+                return None
+            del self._verified[raw]
         try:
             token = parse(raw)
         except InvalidToken as e:
@@ -428,7 +472,6 @@ class JwtStep:
             self._refuse("no provider for the token's issuer")
             return None
         reason = "no provider accepted the token"
-        now = time.time()
         for index, provider in enumerate(providers):
             source: KeySource | None = None
             keys = provider.keys
@@ -450,7 +493,8 @@ class JwtStep:
             except InvalidToken as e:
                 reason = str(e)
                 continue
-            self._accept(ctx, token, claims)
+            self._remember(token, provider, keys)
+            self._accept(ctx, raw, claims)
             return None
         self._refuse(reason)
         return None
@@ -483,21 +527,31 @@ class JwtStep:
                 fresh = await source.refresh()
                 if fresh is None or fresh is keys:
                     continue
+                keys = fresh
                 try:
-                    claims = verify(provider, token, fresh, time.time())
+                    claims = verify(provider, token, keys, time.time())
                 except InvalidToken as again:
                     reason = str(again)
                     continue
             except InvalidToken as e:
                 reason = str(e)
                 continue
-            self._accept(ctx, token, claims)
+            self._remember(token, provider, keys)
+            self._accept(ctx, token.raw, claims)
             return
         self._refuse(reason)
 
-    def _accept(self, ctx: context.RequestContext, token: Token, claims: dict[str, Any]) -> None:
+    def _remember(self, token: Token, provider: Provider, keys: KeySet) -> None:
+        if len(token.raw) > MAX_CACHED_TOKEN:
+            return
+        not_before, expires = validity(token.claims)
+        self._verified[token.raw] = _Verified(provider, keys, dict(token.claims), not_before, expires)
+        if len(self._verified) > VERIFIED_CACHE:
+            self._verified.popitem(last=False)
+
+    def _accept(self, ctx: context.RequestContext, raw: str, claims: dict[str, Any]) -> None:
         ctx.jwt = claims
-        ctx.jwt_token = token.raw
+        ctx.jwt_token = raw
         credentials.strip(self._location, ctx)
         ctx.invalidate("jwt")
 

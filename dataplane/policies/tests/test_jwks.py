@@ -260,7 +260,9 @@ async def test_unknown_kids_refetch_again_once_the_interval_has_passed(
 
 async def test_the_key_set_is_refreshed_in_the_background(server: JwksServer, svc: services.Services) -> None:
     step = url_policy(server.url, refresh=1)
-    await check(step, request(svc, K1.token()))
+    k1_token = K1.token()
+    await check(step, request(svc, k1_token))
+    assert await check(step, request(svc, k1_token)) is False
     k2 = Signer("k2")
     server.document = document(k2)
     await wait_for(lambda: server.hits >= 2)
@@ -268,9 +270,10 @@ async def test_the_key_set_is_refreshed_in_the_background(server: JwksServer, sv
     ctx = request(svc, k2.token())
     assert await check(step, ctx) is False
     assert ctx.jwt is not None
-    # k1 was rotated out: refused at once (the refresh was just now, so no refetch)
+    # k1 was rotated out: its token, verified before, is refused at once (the refresh was
+    # just now, so there is no refetch)
     with pytest.raises(errors.Unauthenticated):
-        context.run([step], request(svc, K1.token()))
+        context.run([step], request(svc, k1_token))
 
 
 async def test_a_jwks_server_that_is_down_gets_401_not_500(svc: services.Services) -> None:

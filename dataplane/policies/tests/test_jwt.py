@@ -288,6 +288,38 @@ def test_exp_is_not_required_unless_listed() -> None:
     run(policy(), request(bearer(token(exp=None))))
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_a_verified_token_is_remembered_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(jwt, "time", clock)
+    step = policy()
+    tok = token(exp=int(clock.now) + 60)
+    first, second = request(bearer(tok)), request(bearer(tok))
+    run(step, first)
+    run(step, second)
+    assert second.jwt == first.jwt and second.jwt is not first.jwt
+    assert second.header(b"authorization") is None
+    clock.now += 60 + jwt.LEEWAY
+    refused(step, request(bearer(tok)))
+
+
+def test_a_token_not_yet_valid_becomes_valid_once_its_time_comes(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(jwt, "time", clock)
+    step = policy()
+    tok = token(nbf=int(clock.now) + 100)
+    refused(step, request(bearer(tok)))
+    clock.now += 100
+    run(step, request(bearer(tok)))
+
+
 # providers ----------------------------------------------------------------------------------
 
 
