@@ -12,6 +12,7 @@ edge and re-raised as one of these, with the library error chained as `__cause__
         │   └── BodyTooLarge        413  a body that must be buffered is over the limit
         ├── RequestTimeout          408  the client was too slow sending its request head
         ├── NoRoute                 404  no listener or route matches
+        ├── Misdirected             421  Host names a client-certificate listener the TLS SNI did not
         ├── PolicyError                  a policy refused the request; `.policy` names it
         │   ├── Unauthenticated     401  missing or invalid credentials (WWW-Authenticate)
         │   ├── Forbidden           403  an authorization rule, CSRF or ext_authz denied it
@@ -72,6 +73,11 @@ class RequestTimeout(ProxyError):
 class NoRoute(ProxyError):
     status = 404
     reason = "route_not_found"
+
+
+class Misdirected(ProxyError):
+    status = 421
+    reason = "misdirected_request"
 
 
 class PolicyError(ProxyError):

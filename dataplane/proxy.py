@@ -22,7 +22,7 @@ from dataplane import errors, routing, tables
 from dataplane.backends import http as upstream
 from dataplane.backends import llm
 from dataplane.config import store as config_store
-from dataplane.policies import filters
+from dataplane.policies import context, filters
 from dataplane.server import http1, streams
 from dataplane.telemetry import accesslog, metrics
 
@@ -72,9 +72,19 @@ class _Attempt:
 
 
 class _Plan:
-    """A routed request, ready for a backend."""
+    """A routed request, ready for a backend (once `pending` policy work, if any, is done)."""
 
-    __slots__ = ("authority", "extra_response", "headers", "match", "route", "up_path")
+    __slots__ = (
+        "authority",
+        "ctx",
+        "extra_response",
+        "headers",
+        "match",
+        "path",
+        "pending",
+        "route",
+        "up_path",
+    )
 
     def __init__(
         self,
@@ -82,25 +92,34 @@ class _Plan:
         match: routing.Match,
         authority: str,
         headers: list[tuple[bytes, bytes]],
-        up_path: str,
+        path: str,
         extra_response: list[tuple[bytes, bytes]],
+        ctx: context.RequestContext | None,
     ) -> None:
         self.route = route
         self.match = match
         self.authority = authority
         self.headers = headers
-        self.up_path = up_path
+        self.path = path
+        self.up_path = path
         self.extra_response = extra_response
+        self.ctx = ctx
+        self.pending: Any = None
+        """What the security steps still wait for (an ext_authz call, a JWKS fetch), or None."""
 
 
 def response_headers(
     route: tables.Route,
     target: tables.Target,
+    status: int,
     upstream_headers: list[tuple[bytes, bytes]],
-    extra: list[tuple[bytes, bytes]],
+    plan: _Plan,
 ) -> list[tuple[bytes, bytes]]:
     """The client's response headers: upstream's minus hop-by-hop, with header policies."""
     headers = [h for h in upstream_headers if h[0] not in RESPONSE_HOP_BY_HOP]
+    extra = plan.extra_response
+    if route.policy.response_transform is not None and plan.ctx is not None:
+        headers = route.policy.response_transform.apply(plan.ctx, status, headers)
     if route.policy.response_headers is not None:
         headers = route.policy.response_headers.apply(headers)
     if target.response_headers is not None:
@@ -139,7 +158,7 @@ class FastRelay(upstream.Response):
         conn.begin(self)
 
     def on_head(self) -> None:
-        headers = response_headers(self._plan.route, self._target, self.headers, self._plan.extra_response)
+        headers = response_headers(self._plan.route, self._target, self.status, self.headers, self._plan)
         self._ex.start(self.status, headers, self.content_length())
 
     def on_body(self, chunk: bytes) -> None:
@@ -208,6 +227,7 @@ class Proxy:
         access_log: accesslog.AccessLog,
         max_buffer_size: int,
         gateway: str,
+        services: context.Services | None = None,
     ) -> None:
         self._store = store
         self._pool = pool
@@ -215,6 +235,7 @@ class Proxy:
         self._log = access_log
         self._max_buffer = max_buffer_size
         self._gateway = gateway
+        self._services: context.Services = services if services is not None else _NoServices()
         self._mirrors: set[asyncio.Task[None]] = set()
 
     # entry point ----------------------------------------------------------------------------
@@ -227,6 +248,11 @@ class Proxy:
             if plan is None:  # answered by the gateway itself (redirect, direct, CORS preflight)
                 self._record(ex, info)
                 return None
+            if plan.pending is not None:
+                return self._forward_task(ex, info, plan)
+            if not self._shape(ex, plan):
+                self._record(ex, info)
+                return None
             if self._fast_lane(ex, info, plan):
                 return None
         except errors.ProxyError as exc:
@@ -237,6 +263,11 @@ class Proxy:
 
     async def _forward_task(self, ex: http1.Exchange, info: _Attempt, plan: _Plan) -> None:
         try:
+            if plan.pending is not None:
+                pending, plan.pending = plan.pending, None
+                await pending
+                if not self._shape(ex, plan):
+                    return
             await self._forward(ex, info, plan)
         except errors.ProxyError as exc:
             self._answer_error(ex, info, exc)
@@ -289,6 +320,11 @@ class Proxy:
         if listener is None:
             raise errors.NoRoute(f"no listener for host {host!r}")
         info.listener = listener.name
+        if listener.client_auth:
+            assert bind is not None
+            sni = getattr(ex.conn, "sni", None)
+            if sni is None or bind.listeners.first(sni.lower()) is not listener:
+                raise errors.Misdirected("the TLS server name does not select this host's listener")
         path = routing.normalize_path(ex.path)
         match = listener.routes.lookup(host, ex.method, path, ex.query, ex.header)
         if match is None:
@@ -306,20 +342,57 @@ class Proxy:
                     return None
                 extra_response = filters.cors_response_headers(policy.cors, origin)
 
-        if policy.redirect is not None:
-            self._redirect(ex, policy.redirect, authority, path, match)
-            return None
-        if policy.direct_status is not None:
-            ex.respond(policy.direct_status, [(b"content-type", b"text/plain")], policy.direct_body)
-            return None
+        if not policy.steps and policy.response_transform is None:
+            return _Plan(route, match, authority, ex.headers, path, extra_response, None)
+        ctx = context.RequestContext(ex, self._services, ex.headers, path, listener.name, route.name)
+        plan = _Plan(route, match, authority, ex.headers, path, extra_response, ctx)
+        plan.pending = context.run(policy.steps, ctx)
+        return plan
 
-        headers = ex.headers
+    def _shape(self, ex: http1.Exchange, plan: _Plan) -> bool:
+        """Apply the policies that follow the security steps: answer a redirect or direct
+        response (then False), or shape the upstream request (header changes, rewrite)."""
+        route, match, path = plan.route, plan.match, plan.path
+        policy = route.policy
+        ctx = plan.ctx
+        if ctx is not None:
+            plan.headers = ctx.headers
+            if ctx.response_headers:
+                plan.extra_response = [*plan.extra_response, *ctx.response_headers]
+        if policy.redirect is not None:
+            self._redirect(ex, policy.redirect, plan.authority, path, match)
+            return False
+        if policy.direct_status is not None:
+            ex.respond(
+                policy.direct_status,
+                [(b"content-type", b"text/plain"), *plan.extra_response],
+                policy.direct_body,
+            )
+            return False
         if policy.request_headers is not None:
-            headers = policy.request_headers.apply(headers)
-        up_path = path
+            plan.headers = policy.request_headers.apply(plan.headers)
         if policy.rewrite is not None:
-            up_path = filters.new_path(policy.rewrite.path, path, match.path_kind, match.path)
-        return _Plan(route, match, authority, headers, up_path, extra_response)
+            plan.up_path = filters.new_path(policy.rewrite.path, path, match.path_kind, match.path)
+        return True
+
+    def _backend_policies(
+        self, ex: http1.Exchange, plan: _Plan, target: tables.Target
+    ) -> list[tuple[bytes, bytes]]:
+        """Run a chosen backend's security steps; return the headers to send it."""
+        headers = plan.headers
+        if target.steps:
+            ctx = plan.ctx
+            if ctx is None:
+                ctx = plan.ctx = context.RequestContext(
+                    ex, self._services, headers, plan.path, "", plan.route.name
+                )
+            ctx.backend = {"name": target.name, "type": "ai" if target.ai else "static", "protocol": "http"}
+            ctx.invalidate("backend")
+            if context.run(target.steps, ctx) is not None:  # pragma: no cover - authorization is sync
+                raise errors.ProxyError("backend policies must decide synchronously")
+        if target.auth_passthrough and plan.ctx is not None and plan.ctx.jwt_token:
+            headers = [*headers, (b"authorization", b"Bearer " + plan.ctx.jwt_token.encode())]
+        return headers
 
     # fast lane ------------------------------------------------------------------------------
     def _fast_lane(self, ex: http1.Exchange, info: _Attempt, plan: _Plan) -> bool:
@@ -333,6 +406,7 @@ class Proxy:
         policy = plan.route.policy
         if (
             ex.body is not streams.EMPTY
+            or (plan.ctx is not None and plan.ctx.body is not None)
             or ex.upgrade
             or policy.retry is not None
             or policy.mirrors
@@ -350,7 +424,8 @@ class Proxy:
             return False
         info.backend = target.name
         info.upstream_addr = target.address
-        head = self._upstream_head(ex, plan.route, target, plan.authority, plan.headers, plan.up_path, b"")
+        headers = self._backend_policies(ex, plan, target)
+        head = self._upstream_head(ex, plan.route, target, plan.authority, headers, plan.up_path, b"")
         relay = FastRelay(self, ex, info, plan, target, conn)
         ex.on_gone = relay.client_gone
         conn.write(head)
@@ -360,7 +435,7 @@ class Proxy:
         self, ex: http1.Exchange, r: tables.Redirect, authority: str, path: str, match: routing.Match
     ) -> None:
         location = filters.redirect_location(
-            r, "http", authority, path, ex.query, match.path_kind, match.path
+            r, ex.conn.scheme, authority, path, ex.query, match.path_kind, match.path
         )
         ex.respond(r.status, [(b"location", location.encode())])
 
@@ -389,14 +464,21 @@ class Proxy:
 
     async def _forward(self, ex: http1.Exchange, info: _Attempt, plan: _Plan) -> None:
         """Pick a backend and send; a retry picks again, so a dead backend is stepped around."""
-        route, match, authority, headers = plan.route, plan.match, plan.authority, plan.headers
-        up_path, extra_response = plan.up_path, plan.extra_response
+        route, match, authority = plan.route, plan.match, plan.authority
+        up_path = plan.up_path
         policy = route.policy
         retry = policy.retry
         # body_bytes is the whole body when known (replayable); None means stream it.
         body_bytes: bytes | None = b"" if ex.body is streams.EMPTY else None
         prefix = b""
-        if ex.body is not streams.EMPTY and (retry is not None or policy.mirrors):
+        ctx = plan.ctx
+        if ctx is not None and ctx.body is not None:  # a policy read (or replaced) the body
+            if ctx.body_complete:
+                body_bytes = ctx.body
+            else:
+                prefix = ctx.body
+                retry = None
+        elif ex.body is not streams.EMPTY and (retry is not None or policy.mirrors):
             ex.send_continue()
             prefix, whole = await ex.body.read_upto(self._max_buffer)
             if whole:
@@ -417,6 +499,7 @@ class Proxy:
             if target.redirect is not None:
                 self._redirect(ex, target.redirect, authority, ex.path, match)
                 return
+            headers = self._backend_policies(ex, plan, target)
             send = body_bytes
             if target.ai is not None:
                 if body_bytes is None:  # an LLM call is rewritten, so its body is read whole
@@ -440,13 +523,13 @@ class Proxy:
                 if deadline is None:
                     resp = await self._attempt(ex, target, head, send, prefix, timeouts.backend, info)
                     if last or retry is None or resp.status not in retry.codes:
-                        await self._relay(ex, route, target, resp, extra_response)
+                        await self._relay(ex, route, target, resp, plan)
                         return
                 else:
                     async with asyncio.timeout_at(deadline):
                         resp = await self._attempt(ex, target, head, send, prefix, timeouts.backend, info)
                         if last or retry is None or resp.status not in retry.codes:
-                            await self._relay(ex, route, target, resp, extra_response)
+                            await self._relay(ex, route, target, resp, plan)
                             return
                 resp.discard()
                 assert retry is not None
@@ -498,7 +581,13 @@ class Proxy:
             lines += (name, b": ", value, b"\r\n")
         if not has_host:  # HTTP/1.0 clients may omit Host; HTTP/1.1 upstreams require it
             lines += (b"host: ", target.address.encode(), b"\r\n")
-        lines += (b"x-forwarded-for: ", forwarded_for, b"\r\nx-forwarded-proto: http\r\n")
+        lines += (
+            b"x-forwarded-for: ",
+            forwarded_for,
+            b"\r\nx-forwarded-proto: https\r\n"
+            if ex.conn.scheme == "https"
+            else b"\r\nx-forwarded-proto: http\r\n",
+        )
         if ex.upgrade:
             upgrade = ex.header("upgrade") or ""
             lines += (b"connection: upgrade\r\nupgrade: ", upgrade.encode("latin-1"), b"\r\n")
@@ -597,10 +686,10 @@ class Proxy:
         route: tables.Route,
         target: tables.Target,
         resp: upstream.UpstreamResponse,
-        extra: list[tuple[bytes, bytes]],
+        plan: _Plan,
     ) -> None:
         """Send the upstream response to the client: head with policies applied, then body."""
-        headers = response_headers(route, target, resp.headers, extra)
+        headers = response_headers(route, target, resp.status, resp.headers, plan)
         if resp.status == 101 and ex.upgrade:
             await self._tunnel(ex, resp, headers)
             return
@@ -676,3 +765,11 @@ class Proxy:
             log.debug("mirror to %s failed: %s", target.address, exc)
             return
         self._stats.upstream_call_duration.observe((target.name, "mirror"), time.monotonic() - started)
+
+
+class _NoServices:
+    """Services for a proxy built without them (tests of plain routing): policies needing a
+    runtime client fail closed with a clear error."""
+
+    def client(self, kind: str, key: Any) -> Any:
+        raise errors.PolicyUnavailable(f"no {kind} service in this proxy")

@@ -17,6 +17,7 @@ from dataplane import proxy, settings
 from dataplane.backends import http as upstream
 from dataplane.config import compile as compiler
 from dataplane.config import store as config_store
+from dataplane.policies import services as policy_services
 from dataplane.server import listener
 from dataplane.telemetry import accesslog, metrics
 
@@ -46,8 +47,15 @@ class Worker:
         self.stats = metrics.Registry()
         self.access_log = accesslog.AccessLog(access_log_fd)
         self.pool = upstream.Pool(config.upstream, self.stats)
+        self.services = policy_services.Services.default()
         self.proxy = proxy.Proxy(
-            self.store, self.pool, self.stats, self.access_log, config.limits.max_buffer_size, config.gateway
+            self.store,
+            self.pool,
+            self.stats,
+            self.access_log,
+            config.limits.max_buffer_size,
+            config.gateway,
+            self.services,
         )
         self.listeners = listener.Listeners(self.proxy.handle, config.limits, self.stats, host)
 
@@ -69,12 +77,14 @@ class Worker:
     async def install(self, compiled: compiler.Compiled, resources: list[pb.Resource]) -> None:
         self.store.install(compiled.tables, resources)
         try:
-            await self.listeners.sync(set(compiled.tables.binds))
+            binds = compiled.tables.binds
+            await self.listeners.sync(set(binds), {p: b.tls for p, b in binds.items() if b.tls is not None})
         except listener.BindError as exc:
             log.error("could not open every bind: %s", exc)
 
     async def drain(self, deadline: float) -> None:
         await self.listeners.drain(deadline)
         self.pool.close()
+        await self.services.close()
         self.access_log.flush()
         await asyncio.sleep(0)

@@ -14,10 +14,15 @@ import bisect
 import dataclasses
 import random
 import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dataplane import routing
+    from dataplane import routing, tls
+    from dataplane.policies import context, transform
+
+Step = Callable[["context.RequestContext"], Awaitable[None] | None]
+"""A compiled security policy (see dataplane.policies.context)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -122,8 +127,13 @@ class Target:
     redirect: Redirect | None = None
     request_timeout: float | None = None
     connect_timeout: float | None = None
-    tls: bool = False
+    tls: tls.ClientTls | None = None
+    """TLS to the backend (trust, client certificate, SNI); None is plain TCP."""
     ai: AIProvider | None = None
+    steps: tuple[Step, ...] = ()
+    """Backend-level security steps (authorization), run once this backend is chosen."""
+    auth_passthrough: bool = False
+    """Send the client's validated JWT to this backend (it is stripped otherwise)."""
 
     @property
     def address(self) -> str:
@@ -148,6 +158,9 @@ class RoutePolicy:
     timeouts: Timeouts = Timeouts()
     retry: Retry | None = None
     cors: Cors | None = None
+    steps: tuple[Step, ...] = ()
+    """Security steps in evaluation order (authn, ext_authz, authz, rate limits, transforms)."""
+    response_transform: transform.ResponseTransform | None = None
 
 
 EMPTY_POLICY = RoutePolicy()
@@ -203,6 +216,10 @@ class Listener:
     gateway: str
     hostname: str
     routes: routing.RouteIndex
+    cert: tls.ServerCert | None = None
+    """The certificate of an HTTPS listener."""
+    client_auth: bool = False
+    """The listener requires client certificates: its Host must match the TLS SNI (else 421)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -210,6 +227,8 @@ class Bind:
     key: str
     port: int
     listeners: routing.HostIndex[Listener]
+    tls: tls.ServerTls | None = None
+    """Certificates by SNI when the port serves HTTPS."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ def provider_headers(target: tables.Target, headers: list[tuple[bytes, bytes]]) 
     assert ai is not None
     keep_auth = ai.authorization is None
     out = [h for h in headers if h[0] not in _DROPPED or (keep_auth and h[0] == b"authorization")]
-    host = target.host if target.port == _DEFAULT_PORTS[target.tls] else target.address
+    host = target.host if target.port == _DEFAULT_PORTS[target.tls is not None] else target.address
     out.append((b"host", host.encode()))
     if ai.authorization is not None:
         out.append((b"authorization", ai.authorization))

@@ -17,8 +17,10 @@ import itertools
 import re
 from collections.abc import Iterable
 
+from api import errors as api_errors
 from api.proto.agentgw.v1 import resource_pb2 as pb
-from dataplane import routing, tables
+from dataplane import routing, tables, tls
+from dataplane.config import attach
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +45,18 @@ def version_of(resources: Iterable[pb.Resource]) -> str:
     return hashlib.sha256(b"".join(digests)).hexdigest()[:16]
 
 
+_last_steps: attach.StepCache | None = None
+"""The previous compilation's security steps, reused when unchanged (rate-limit buckets and
+JWKS caches survive a reload)."""
+
+MAX_BODY = 2 * 1024 * 1024
+"""Largest request body a transformation reads (frontendPolicies.http.maxBufferSize default)."""
+
+
 def compile_resources(resources: list[pb.Resource]) -> Compiled:
+    global _last_steps
     problems: dict[str, str] = {}
+    policies: dict[str, pb.Policy] = {}
     binds: dict[str, pb.Bind] = {}
     listeners: dict[str, pb.Listener] = {}
     routes: list[pb.Route] = []
@@ -69,20 +81,34 @@ def compile_resources(resources: list[pb.Resource]) -> Compiled:
         elif kind == "backend":
             backends[key] = r.backend
         elif kind == "policy":
-            problems[key] = "targeted policies are not supported by this proxy version"
+            policies[key] = r.policy
         else:
             problems[key] = "unknown resource kind"
 
     targets: dict[str, tables.Target] = {}
+
+    def resolve(ref: pb.BackendRef) -> tuple[str, int, bool]:
+        if ref.WhichOneof("kind") == "host":
+            return ref.host.host, ref.host.port, ref.host.tls
+        found = backends.get(ref.backend_key)
+        if found is None:
+            raise LookupError(f"backend {ref.backend_key!r} does not exist")
+        if found.WhichOneof("kind") != "static":
+            raise LookupError(f"backend {ref.backend_key!r} is not a static host")
+        return found.static.host, found.static.port, found.static.tls
+
+    cache = attach.StepCache(_last_steps, resolve, MAX_BODY)
+    good_policies = _checked_policies(policies, cache, problems)
+    by_target = attach.policy_sources(good_policies)
     for key, b in backends.items():
         try:
-            policy = b.policies if b.HasField("policies") else None
+            policy = _backend_policy(b, [p for p in good_policies if p.target.backend_key == key])
             if b.WhichOneof("kind") == "ai":
-                targets[key] = _ai_target(b.name, b.ai, policy)
+                targets[key] = _ai_target(b.name, b.ai, policy, cache, key)
             else:
-                targets[key] = _target(b.name, b.static, policy)
-        except _Invalid as exc:
-            problems[key] = str(exc)
+                targets[key] = _target(b.name, b.static, policy, cache, key)
+        except (_Invalid, api_errors.ConfigError) as exc:
+            problems[key] = _message(exc)
 
     ports: dict[int, str] = {}
     for key, bind in list(binds.items()):
@@ -95,17 +121,37 @@ def compile_resources(resources: list[pb.Resource]) -> Compiled:
         else:
             ports[bind.port] = key
 
+    listener_levels: dict[str, list[list[attach.Source]]] = {}
+    for key, listener in list(listeners.items()):
+        inline = [attach.Source(key=key, policy=listener.policies)] if listener.HasField("policies") else []
+        try:
+            for source in inline:
+                cache.check(source, "policies")
+        except api_errors.ConfigError as exc:
+            problems[key] = _message(exc)
+            del listeners[key]
+            continue
+        listener_levels[key] = [
+            by_target.get(f"gateway:{listener.gateway_name}", []),
+            inline + by_target.get(f"listener:{key}", []),
+        ]
+
     compiled_routes: dict[str, list[tables.Route]] = {}
     matches: dict[str, list[routing.Match]] = {}
     for route in routes:
-        listener = listeners.get(route.listener_key)
-        if listener is None or listener.bind_key not in binds:
+        owner = listeners.get(route.listener_key)
+        if owner is None or owner.bind_key not in binds:
             problems[route.key] = f"listener {route.listener_key!r} does not exist"
             continue
+        listener = owner
         try:
-            rt, ms = _route(route, listener, targets)
-        except _Invalid as exc:
-            problems[route.key] = str(exc)
+            inline = (
+                [attach.Source(key=route.key, policy=route.policies)] if route.HasField("policies") else []
+            )
+            levels = [*listener_levels[listener.key], inline + by_target.get(f"route:{route.key}", [])]
+            rt, ms = _route(route, listener, targets, levels, cache)
+        except (_Invalid, api_errors.ConfigError) as exc:
+            problems[route.key] = _message(exc)
             continue
         compiled_routes.setdefault(listener.key, []).append(rt)
         matches.setdefault(listener.key, []).extend(ms)
@@ -115,6 +161,13 @@ def compile_resources(resources: list[pb.Resource]) -> Compiled:
         if listener.bind_key not in binds:
             problems[key] = f"bind {listener.bind_key!r} does not exist"
             continue
+        cert = None
+        if listener.protocol == pb.HTTPS:
+            try:
+                cert = tls.server_cert(listener.tls, "tls")
+            except api_errors.ConfigError as exc:
+                problems[key] = _message(exc)
+                continue
         by_bind.setdefault(listener.bind_key, []).append(
             tables.Listener(
                 key=key,
@@ -122,17 +175,30 @@ def compile_resources(resources: list[pb.Resource]) -> Compiled:
                 gateway=listener.gateway_name,
                 hostname=listener.hostname,
                 routes=routing.RouteIndex(matches.get(key, [])),
+                cert=cert,
+                client_auth=listener.protocol == pb.HTTPS
+                and bool(listener.tls.root_file or listener.tls.root_pem),
             )
         )
     out_binds: dict[int, tables.Bind] = {}
     for key, bind in binds.items():
         ls = by_bind.get(key, [])
+        secure = [lis for lis in ls if lis.cert is not None]
+        if secure and len(secure) != len(ls):
+            for lis in ls:
+                problems[lis.key] = f"port {bind.port} mixes HTTP and HTTPS listeners"
+            problems[key] = f"port {bind.port} mixes HTTP and HTTPS listeners"
+            continue
         out_binds[bind.port] = tables.Bind(
             key=key,
             port=bind.port,
             listeners=routing.HostIndex(([lis.hostname] if lis.hostname else [], lis) for lis in ls),
+            tls=tls.ServerTls([(lis.hostname, lis.cert) for lis in secure if lis.cert is not None])
+            if secure
+            else None,
         )
     good = [r for r in resources if resource_key(r) not in problems]
+    _last_steps = cache
     return Compiled(
         tables=tables.Tables(
             binds=out_binds,
@@ -141,6 +207,64 @@ def compile_resources(resources: list[pb.Resource]) -> Compiled:
         ),
         problems=problems,
     )
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, api_errors.ConfigError):
+        return "; ".join(exc.problems)
+    return str(exc)
+
+
+BACKEND_TRAFFIC_FIELDS = frozenset({"authorization"})
+"""TrafficPolicy fields a Policy targeting a backend may set (the rest are route-level)."""
+
+
+def _checked_policies(
+    policies: dict[str, pb.Policy], cache: attach.StepCache, problems: dict[str, str]
+) -> list[pb.Policy]:
+    """Policies whose target is set and whose security fields compile; the others are problems."""
+    good = []
+    for key, p in policies.items():
+        kind = p.target.WhichOneof("kind")
+        if kind is None:
+            problems[key] = "policy has no target"
+            continue
+        if kind == "backend_key":
+            extra = [f for f in attach.FIELDS if attach.has(p.traffic, f) and f not in BACKEND_TRAFFIC_FIELDS]
+            if extra:
+                problems[key] = f"traffic.{extra[0]} cannot target a backend (only authorization can)"
+                continue
+        elif p.HasField("backend"):
+            problems[key] = "backend policies must target a backend"
+            continue
+        try:
+            cache.check(attach.Source(key=key, policy=p.traffic), "traffic")
+        except api_errors.ConfigError as exc:
+            problems[key] = _message(exc)
+            continue
+        good.append(p)
+    return good
+
+
+def _backend_policy(b: pb.Backend, targeted: list[pb.Policy]) -> pb.BackendPolicy | None:
+    """A backend's own policies with the Policy resources targeting it merged over them, field
+    by field; between Policies the oldest wins a field (Gateway API's conflict rule)."""
+    if not targeted:
+        return b.policies if b.HasField("policies") else None
+    out = pb.BackendPolicy()
+    if b.HasField("policies"):
+        out.CopyFrom(b.policies)
+    for p in sorted(targeted, key=lambda p: (p.creation_unix_seconds, p.key), reverse=True):
+        for field, value in p.backend.ListFields():
+            if field.is_repeated:
+                getattr(out, field.name)[:] = value
+            elif field.message_type is not None:
+                getattr(out, field.name).CopyFrom(value)
+            else:
+                setattr(out, field.name, value)
+        if p.traffic.HasField("authorization"):
+            out.authorization.CopyFrom(p.traffic.authorization)
+    return out
 
 
 def _regex(pattern: str, where: str) -> re.Pattern[str]:
@@ -193,16 +317,41 @@ def _seconds(d: object) -> float:
     return d.ToNanoseconds() / 1e9  # type: ignore[attr-defined, no-any-return]
 
 
-def _target(name: str, static: pb.StaticBackend, policy: pb.BackendPolicy | None) -> tables.Target:
+def _backend_steps(
+    policy: pb.BackendPolicy, cache: attach.StepCache | None, key: str
+) -> tuple[tables.Step, ...]:
+    if cache is None or not policy.HasField("authorization"):
+        return ()
+    source = attach.Source(key=f"backend:{key}", policy=pb.TrafficPolicy(authorization=policy.authorization))
+    return (cache.get(source, "authorization", "policies"),)
+
+
+def _target(
+    name: str,
+    static: pb.StaticBackend,
+    policy: pb.BackendPolicy | None,
+    cache: attach.StepCache | None = None,
+    key: str = "",
+) -> tables.Target:
     if not static.host or not 0 < static.port < 65536:
         raise _Invalid(f"backend {name!r}: needs a host and a port in 1..65535")
     if policy is None:
-        return tables.Target(name=name, host=static.host, port=static.port, tls=static.tls)
+        return tables.Target(
+            name=name,
+            host=static.host,
+            port=static.port,
+            tls=tls.client_tls(None, static.host, f"backend {name!r}") if static.tls else None,
+        )
+    client_tls = None
+    if static.tls or policy.HasField("tls"):
+        client_tls = tls.client_tls(
+            policy.tls if policy.HasField("tls") else None, static.host, f"backend {name!r}: policies.tls"
+        )
     return tables.Target(
         name=name,
         host=static.host,
         port=static.port,
-        tls=static.tls,
+        tls=client_tls,
         request_headers=_header_ops(policy.request_header_modifier)
         if policy.HasField("request_header_modifier")
         else None,
@@ -212,6 +361,8 @@ def _target(name: str, static: pb.StaticBackend, policy: pb.BackendPolicy | None
         redirect=_redirect(policy.request_redirect) if policy.HasField("request_redirect") else None,
         request_timeout=_seconds(policy.request_timeout) if policy.HasField("request_timeout") else None,
         connect_timeout=_seconds(policy.connect_timeout) if policy.HasField("connect_timeout") else None,
+        steps=_backend_steps(policy, cache, key or name),
+        auth_passthrough=policy.auth_passthrough,
     )
 
 
@@ -219,7 +370,9 @@ OPENAI = ("api.openai.com", 443, "/v1/chat/completions")
 """OpenAI's default host, port (TLS) and chat completions path."""
 
 
-def _ai_target(name: str, ai: pb.AIBackend, policy: pb.BackendPolicy | None) -> tables.Target:
+def _ai_target(
+    name: str, ai: pb.AIBackend, policy: pb.BackendPolicy | None, cache: attach.StepCache, key: str
+) -> tables.Target:
     """An AI backend: provider defaults, overridden by host/port/path (e.g. a local fake in tests)."""
     if ai.WhichOneof("provider") != "openai":
         raise _Invalid(f"backend {name!r}: AI provider {ai.WhichOneof('provider')!r} is not supported yet")
@@ -238,23 +391,33 @@ def _ai_target(name: str, ai: pb.AIBackend, policy: pb.BackendPolicy | None) -> 
         model=ai.openai.model,
         authorization=f"Bearer {key}".encode() if key else None,
     )
-    base = _target(name, pb.StaticBackend(host=host, port=port, tls=tls), policy)
+    base = _target(name, pb.StaticBackend(host=host, port=port, tls=tls), policy, cache, key)
     return dataclasses.replace(base, ai=provider)
 
 
 def _ref(
-    ref: pb.BackendRef, targets: dict[str, tables.Target], policy: pb.BackendPolicy | None
+    ref: pb.BackendRef,
+    targets: dict[str, tables.Target],
+    policy: pb.BackendPolicy | None,
+    cache: attach.StepCache | None = None,
+    key: str = "",
 ) -> tables.Target:
     kind = ref.WhichOneof("kind")
     if kind == "host":
-        return _target(f"{ref.host.host}:{ref.host.port}", ref.host, policy)
+        return _target(f"{ref.host.host}:{ref.host.port}", ref.host, policy, cache, key)
     if kind == "backend_key":
         base = targets.get(ref.backend_key)
         if base is None:
             raise _Invalid(f"backend {ref.backend_key!r} does not exist")
         if policy is None:
             return base
-        own = _target(base.name, pb.StaticBackend(host=base.host, port=base.port), policy)
+        own = _target(
+            base.name,
+            pb.StaticBackend(host=base.host, port=base.port, tls=base.tls is not None),
+            policy,
+            cache,
+            key,
+        )
         return dataclasses.replace(
             own,
             request_headers=own.request_headers or base.request_headers,
@@ -262,6 +425,10 @@ def _ref(
             redirect=own.redirect or base.redirect,
             request_timeout=own.request_timeout or base.request_timeout,
             connect_timeout=own.connect_timeout or base.connect_timeout,
+            tls=own.tls or base.tls,
+            ai=base.ai,
+            steps=base.steps + own.steps,
+            auth_passthrough=own.auth_passthrough or base.auth_passthrough,
         )
     raise _Invalid("backend reference is empty")
 
@@ -287,7 +454,7 @@ def _cors(c: pb.Cors) -> tables.Cors:
 
 
 def _policy(
-    p: pb.TrafficPolicy, listener_policy: pb.TrafficPolicy, targets: dict[str, tables.Target]
+    p: pb.TrafficPolicy, targets: dict[str, tables.Target], secured: attach.Security
 ) -> tables.RoutePolicy:
     timeouts = tables.Timeouts()
     if p.HasField("timeout"):
@@ -303,9 +470,7 @@ def _policy(
             backoff=_seconds(p.retry.backoff) if p.retry.HasField("backoff") else 0.0,
             codes=frozenset(p.retry.codes),
         )
-    cors = (
-        p.cors if p.HasField("cors") else listener_policy.cors if listener_policy.HasField("cors") else None
-    )
+    cors = p.cors if p.HasField("cors") else None
     return tables.RoutePolicy(
         request_headers=_header_ops(p.request_header_modifier)
         if p.HasField("request_header_modifier")
@@ -329,15 +494,35 @@ def _policy(
         timeouts=timeouts,
         retry=retry,
         cors=_cors(cors) if cors is not None else None,
+        steps=secured.steps,
+        response_transform=secured.response,
     )
 
 
 def _route(
-    route: pb.Route, listener: pb.Listener, targets: dict[str, tables.Target]
+    route: pb.Route,
+    listener: pb.Listener,
+    targets: dict[str, tables.Target],
+    levels: list[list[attach.Source]],
+    cache: attach.StepCache,
 ) -> tuple[tables.Route, list[routing.Match]]:
     targets_out = tuple(
-        _ref(b.ref, targets, b.policies if b.HasField("policies") else None) for b in route.backends
+        _ref(b.ref, targets, b.policies if b.HasField("policies") else None, cache, f"{route.key}#{i}")
+        for i, b in enumerate(route.backends)
     )
+    if not levels[0] and not levels[1] and len(levels[2]) <= 1:
+        merged = levels[2][0].policy if levels[2] else None  # the common case: one source
+        secured = (
+            attach.security(
+                {f: levels[2][0] for f in attach.SECURITY_ORDER if attach.has(merged, f)}, cache, "policies"
+            )
+            if merged is not None and any(attach.has(merged, f) for f in attach.SECURITY_ORDER)
+            else attach.NO_SECURITY
+        )
+    else:
+        chosen = attach.merge(levels)
+        merged = attach.merged_policy(chosen)
+        secured = attach.security(chosen, cache, "policies")
     weights = tuple(itertools.accumulate(b.weight for b in route.backends))
     rt = tables.Route(
         key=route.key,
@@ -347,9 +532,7 @@ def _route(
         gateway=listener.gateway_name,
         listener=listener.name,
         hostnames=tuple(h.lower() for h in route.hostnames),
-        policy=_policy(route.policies, listener.policies, targets)
-        if route.HasField("policies") or listener.HasField("policies")
-        else tables.EMPTY_POLICY,
+        policy=_policy(merged, targets, secured) if merged is not None else tables.EMPTY_POLICY,
         targets=targets_out,
         cumulative_weights=weights,
         order=(route.creation_unix_seconds, f"{route.namespace}/{route.name}", route.rule_index),

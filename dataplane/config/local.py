@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from api import durations, standalone
+from api import durations, standalone, standalone_types
 from api.proto.agentgw.v1 import resource_pb2 as pb
 from dataplane import settings
 
-split_host_port = standalone.split_host_port
+split_host_port = standalone_types.split_host_port
 
 
 @dataclasses.dataclass(frozen=True)

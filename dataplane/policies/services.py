@@ -36,6 +36,21 @@ class Services:
             found = self._clients[(kind, key)] = factory(key)
         return found
 
+    @classmethod
+    def default(cls) -> Services:
+        """A registry with every runtime client the policies use."""
+        from dataplane.policies import blocking, extauthz, extauthz_clients, jwks, rls
+
+        return cls(
+            {
+                "jwks": jwks.factory,
+                "blocking": blocking.factory,
+                "rls": rls.factory,
+                extauthz.GRPC_KIND: extauthz_clients.grpc_client,
+                extauthz.HTTP_KIND: extauthz_clients.http_client,
+            }
+        )
+
     async def close(self) -> None:
         """Close every client that has a `close` method (awaiting it when it is a coroutine)."""
         clients, self._clients = list(self._clients.values()), {}

@@ -62,16 +62,16 @@ def test_unknown_top_level_field_is_named() -> None:
     ("text", "path"),
     [
         (
-            one_route('policies: {jwtAuth: {issuer: x}}\nbackends: [{host: "127.0.0.1:9000"}]'),
-            f"{ROUTE}.policies.jwtAuth",
+            one_route('policies: {extProc: {host: "a:1"}}\nbackends: [{host: "127.0.0.1:9000"}]'),
+            f"{ROUTE}.policies.extProc",
         ),
         (
-            one_route('policies: {extAuthz: {host: "a:1"}}\nbackends: [{host: "127.0.0.1:9000"}]'),
-            f"{ROUTE}.policies.extAuthz",
+            one_route('policies: {oidc: {}}\nbackends: [{host: "127.0.0.1:9000"}]'),
+            f"{ROUTE}.policies.oidc",
         ),
         (
-            one_route('backends: [{host: "127.0.0.1:9000", policies: {backendTLS: {}}}]'),
-            f"{ROUTE}.backends[0].policies.backendTLS",
+            one_route('backends: [{host: "127.0.0.1:9000", policies: {backendTLS: {spiffe: {}}}}]'),
+            f"{ROUTE}.backends[0].policies.backendTLS.spiffe",
         ),
         ("llm: {models: []}\n", "llm"),
         ("frontendPolicies: {tracing: {}}\n", "frontendPolicies.tracing"),
