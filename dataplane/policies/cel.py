@@ -618,9 +618,20 @@ def _json_default(value: Any) -> Any:
 
 
 def _to_json(value: Any) -> str:
-    return json.dumps(
-        value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
-    )
+    """Compact JSON, keys sorted (CEL maps have no order; a stable text makes a good key)."""
+    try:
+        return json.dumps(
+            value,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+            sort_keys=True,
+            default=_json_default,
+        )
+    except TypeError:  # keys of mixed types cannot be sorted
+        return json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
+        )
 
 
 def _rfc3339(value: datetime.datetime) -> str:
@@ -705,11 +716,13 @@ def _regex_replace(value: str, pattern: str, replacement: str) -> str:
 
 
 def _b64decode(value: str | bytes | bytearray) -> bytes:
+    """Standard or URL-safe alphabet, padding optional; anything else is an error."""
     raw = _raw(value)
+    padded = raw + b"=" * (-len(raw) % 4)
     try:
-        return base64.b64decode(raw + b"=" * (-len(raw) % 4), validate=True)
+        return base64.b64decode(padded, validate=True)
     except binascii.Error:
-        return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+        return base64.b64decode(padded, altchars=b"-_", validate=True)
 
 
 def _strip_prefix(value: str, prefix: str) -> str:
@@ -852,7 +865,7 @@ class Expression:
     def eval_string(self, ctx: context.RequestContext) -> str:
         """The result as text: strings as they are, bytes decoded (UTF-8, invalid bytes
         replaced), true/false, numbers, RFC 3339 timestamps, durations like "1.5s", lists and
-        maps as compact JSON, null as ""; raises CelError."""
+        maps as compact JSON (keys sorted), null as ""; raises CelError."""
         value = self._value(ctx)
         if isinstance(value, str):
             return value
