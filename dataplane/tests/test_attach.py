@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from api.proto.agentgw.v1 import resource_pb2 as pb
@@ -91,3 +93,72 @@ def test_the_merged_policy_copies_each_chosen_field() -> None:
     assert list(merged.csrf.additional_origins) == ["route"]
     assert merged.authorization.rules[0].expression == "gw"
     assert not merged.HasField("cors")
+
+
+def _compile(text: str) -> Any:
+    from api import standalone
+    from dataplane.config import compile as compiler
+
+    return compiler.compile_resources(standalone.lower(standalone.load(text)))
+
+
+LISTENER_POLICY = """
+binds:
+- port: 3000
+  listeners:
+  - name: main
+    policies:
+      authorization: {rules: ['request.method == "GET"']}
+    routes:
+    - name: a
+      matches: [{path: {pathPrefix: /a}}]
+      backends: [{host: "127.0.0.1:9"}]
+    - name: b
+      matches: [{path: {pathPrefix: /b}}]
+      policies:
+        authorization: {rules: ['request.method == "POST"']}
+        localRateLimit: [{maxTokens: 1, tokensPerFill: 1, fillInterval: 1s}]
+      backends: [{host: "127.0.0.1:9"}]
+    - name: c
+      backends: [{host: "127.0.0.1:9"}]
+policies:
+- name: gw
+  target: {gateway: {gatewayName: default, gatewayNamespace: default}}
+  policy: {csrf: {}}
+"""
+
+
+def _routes(compiled: Any) -> dict[str, Any]:
+    listener = compiled.tables.binds[3000].listeners.first("any")
+    out = {}
+    for name in ("a", "b", "c"):
+        match = listener.routes.lookup("any", "GET", f"/{name}", "", lambda _: None)
+        out[match.route.name] = match.route
+    return out
+
+
+def test_listener_and_gateway_policies_reach_every_route_and_share_one_compiled_step() -> None:
+    compiled = _compile(LISTENER_POLICY)
+    assert compiled.problems == {}
+    routes = _routes(compiled)
+    a, b, c = routes["a"].policy.steps, routes["b"].policy.steps, routes["c"].policy.steps
+    assert len(a) == 2 and len(c) == 2  # csrf (gateway) + authorization (listener)
+    assert a[0] is c[0] and a[1] is c[1]  # one compiled step per source, shared
+    assert len(b) == 3  # csrf, the route's own authorization, its rate limit
+    assert b[0] is a[0] and b[1] is not a[1]
+
+
+def test_an_unchanged_policy_keeps_its_compiled_step_across_a_reload() -> None:
+    first = _routes(_compile(LISTENER_POLICY))["b"].policy.steps
+    second = _routes(_compile(LISTENER_POLICY))["b"].policy.steps
+    assert first[2] is second[2]  # the rate limit keeps its buckets
+
+
+def test_a_bad_cel_rule_is_a_problem_of_the_resource_that_carries_it() -> None:
+    compiled = _compile(LISTENER_POLICY.replace('request.method == "POST"', "request.method =="))
+    assert list(compiled.problems) == ["bind/3000/main/b/1"]
+    assert "invalid CEL expression" in compiled.problems["bind/3000/main/b/1"]
+    broken_policy = _compile(
+        LISTENER_POLICY.replace("policy: {csrf: {}}", "policy: {authorization: {rules: ['nope(']}}")
+    )
+    assert list(broken_policy.problems) == ["policy/gw"]
