@@ -65,6 +65,7 @@ class Exchange:
         "body",
         "bytes_out",
         "client_addr",
+        "client_port",
         "conn",
         "expect_continue",
         "head_sent",
@@ -99,6 +100,7 @@ class Exchange:
         self.expect_continue = False
         self.body: streams.ByteStream = streams.EMPTY
         self.client_addr = conn.client_addr
+        self.client_port = conn.client_port
         self.port = conn.port
         self.status = 0
         self.head_sent = False
@@ -248,6 +250,7 @@ class HTTP1Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
         self.client_addr = ""
+        self.client_port = 0
         self.scheme = "http"
         """"https" on a TLS listener (set once per connection, in connection_made)."""
         self._state = IDLE
@@ -280,6 +283,7 @@ class HTTP1Connection(asyncio.Protocol):
                 pass
         peer = transport.get_extra_info("peername")
         self.client_addr = peer[0] if isinstance(peer, tuple) else ""
+        self.client_port = peer[1] if isinstance(peer, tuple) else 0
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
         self._registry.add(self)
