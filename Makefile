@@ -65,7 +65,7 @@ gen-check: gen ## Fail if regenerated code differs from what is checked in
 	@git diff --exit-code -- api/proto crds charts/agentgw/crds || (echo "generated code is stale: run make gen and commit" >&2; exit 1)
 	@test -z "$$(git status --porcelain -- api/proto crds charts/agentgw/crds)" || (echo "untracked generated files: run make gen and commit" >&2; exit 1)
 
-bench: bench-http bench-xds bench-controller ## Run all benchmarks
+bench: bench-http bench-xds bench-controller bench-policies ## Run all benchmarks
 
 bench-http: $(STAMP) ## HTTP proxy benchmark: direct, nginx, agentgw 1 and 2 workers (wrk)
 	bash bench/http/run.sh
@@ -75,6 +75,9 @@ bench-xds: $(STAMP) ## xDS benchmark: propagation at 10/1,000/10,000 routes, ini
 
 bench-controller: $(STAMP) ## Controller benchmark: translate+publish at 1,000/10,000 routes, kubectl apply -> served latency
 	bash bench/controller/run.sh
+
+bench-policies: $(STAMP) ## Policy cost: JWT, 3-rule CEL authorization, local rate limit vs no policy (wrk)
+	bash bench/policies/run.sh
 
 lock: ## Re-resolve and pin dependencies into requirements.lock
 	rm -rf /tmp/agentgw-lock-venv && $(PYTHON) -m venv /tmp/agentgw-lock-venv
@@ -86,4 +89,4 @@ clean: ## Remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
 
-.PHONY: help install tools apiserver apiserver-up apiserver-down run test lint fmt typecheck gen gen-check bench bench-http bench-xds bench-controller lock clean
+.PHONY: help install tools apiserver apiserver-up apiserver-down run test lint fmt typecheck gen gen-check bench bench-http bench-xds bench-controller bench-policies lock clean
