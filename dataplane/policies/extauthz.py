@@ -184,7 +184,12 @@ def _pseudo(ctx: context.RequestContext, name: str) -> str:
         return ctx.ex.method
     if name == ":path":
         return _target_uri(ctx)
-    return "http"  # ":scheme": the listeners serve plain HTTP/1.1
+    return _scheme(ctx)
+
+
+def _scheme(ctx: context.RequestContext) -> str:
+    """The request's scheme: https on an HTTPS listener, else http (test fakes have no conn)."""
+    return str(getattr(getattr(ctx.ex, "conn", None), "scheme", "http"))
 
 
 def _joined(headers: Headers, name: bytes) -> str | None:
@@ -234,7 +239,7 @@ class _GrpcCheck:
             method=ex.method,
             path=_target_uri(ctx),
             host=ex.authority,
-            scheme="http",
+            scheme=_scheme(ctx),
             protocol="HTTP/" + ex.version.decode("latin-1"),
             size=_content_length(ctx),
         )
