@@ -12,6 +12,8 @@ Modules, in the order translation uses them:
     model        Inputs, Output, GatewayKey, ObjectRef
     index        lookups over one Inputs (parsed Gateway API views, objects by name)
     refs         ReferenceGrants, label selectors
+    secretdata   Secret and ConfigMap data (base64 `data`, `stringData`, `binaryData`)
+    tls          HTTPS listener certificates, backend TLS material
     gateways     GatewayClass / Gateway / listener rules, Bind + Listener resources, statuses
     agwbackends  AgentgatewayBackend -> Backend (static, OpenAI), Secrets for provider keys
     backends     backendRef resolution: Service -> StaticBackend by DNS name; InvalidKind,
@@ -20,17 +22,20 @@ Modules, in the order translation uses them:
     hostnames    listener/route hostname intersection
     filters      matches, filters, timeouts, retry -> RouteMatch, TrafficPolicy, BackendPolicy
     routes       HTTPRoute -> Routes per (rule, listener), `status.parents`
+    policyspec   AgentgatewayPolicy traffic/backend sections -> TrafficPolicy, BackendPolicy
+    policies     AgentgatewayPolicy targets -> Policy resources per Gateway, `status.ancestors`
     status       conditions and problems
     pipeline     the steps in order (`translate`)
 
 Keys (each Gateway has its own proxies, so keys need no gateway prefix): `bind/<port>`,
 `bind/<port>/<listener>`, `bind/<port>/<listener>/<route ns>/<route name>/<rule index>`,
-`backend/<ns>/<name>` (AgentgatewayBackend), `service/<ns>/<name>:<port>` (Service).
+`backend/<ns>/<name>` (AgentgatewayBackend), `service/<ns>/<name>:<port>` (Service),
+`policy/<ns>/<name>/<gateway|listener|route|backend>/<target>` (AgentgatewayPolicy).
 
-Not translated yet: GRPCRoute, TCPRoute, TLSRoute, ListenerSet (no views, not in Inputs);
-HTTPS/TLS listeners (the Listener proto carries no certificate); AgentgatewayPolicy (the proxy
-rejects Policy resources). An invalid backendRef next to valid ones does not get its share of 500s
-(the proto cannot name an invalid backend): see `routes`.
+Not translated yet: GRPCRoute, TCPRoute, TLSRoute, ListenerSet (no views, not in Inputs); TLS
+passthrough listeners; AgentgatewayPolicy `frontend` and the parts `policyspec` lists. An invalid
+backendRef next to valid ones does not get its share of 500s (the proto cannot name an invalid
+backend): see `routes`.
 
 No asyncio, no I/O, no Kubernetes client: tests/test_translate.py checks the imports (an
 import-linter contract in .importlinter should too).

@@ -8,14 +8,16 @@ why (`Accepted=False`, reason `TranslationError`, as agentgateway words it).
 
 What translates today, and what the proxy can run:
 
-- `static` -> StaticBackend (`tls` on when `policies.tls` is set);
+- `static` -> StaticBackend (`tls` on when `policies.tls` is set, its options in the
+  BackendPolicy's BackendTls: CA bundle, client certificate, SNI, SANs, verification, ALPN;
+  a CA or certificate reference that does not resolve is a TranslationError);
 - `ai.provider.openai` -> AIBackend: `model`; `host`/`port` override the provider's address
   (TLS then only with `policies.tls`); `path`, or `pathPrefix` + `/chat/completions`;
   `policies.auth.key` or `policies.auth.secretRef` (default key `Authorization`, a leading
   `Bearer ` stripped) as the provider key;
 - `policies.tcp.connectTimeout` and `policies.http.requestTimeout` -> BackendPolicy.
 
-Everything else (`mcp`, `a2a`, `ai.groups`, other providers, TLS options beyond on/off, auth
+Everything else (`mcp`, `a2a`, `ai.groups`, other providers, auth
 `passthrough`/`location`/`credentials`, `policies.ai`, keepalives) is a `TranslationError` that
 names the field: never silently dropped.
 """
@@ -33,7 +35,7 @@ from api.gateway import conditions
 from api.proto.agentgw.v1 import resource_pb2 as pb
 from api.v1alpha1 import backend as agw
 from api.v1alpha1 import backendpolicy, base, common, validation
-from controller.translate import index, model, secretdata, status
+from controller.translate import index, model, secretdata, status, tls
 
 DEFAULT_SECRET_KEY = "Authorization"
 """The Secret key a `secretRef` reads when it names none (agentgateway's default)."""
@@ -63,10 +65,10 @@ def key(namespace: str, name: str) -> str:
 
 
 def translate_all(idx: index.Index) -> dict[index.NamespacedName, Result]:
-    return {ref: translate(obj, idx.secrets) for ref, obj in sorted(idx.backends.items())}
+    return {ref: translate(obj, idx) for ref, obj in sorted(idx.backends.items())}
 
 
-def translate(obj: model.Object, secrets: Mapping[index.NamespacedName, model.Object]) -> Result:
+def translate(obj: model.Object, idx: index.Index) -> Result:
     namespace, name = index.namespace_of(obj), index.name_of(obj)
     try:
         parsed = validation.parse({k: v for k, v in obj.items() if k != "status"})
@@ -74,7 +76,7 @@ def translate(obj: model.Object, secrets: Mapping[index.NamespacedName, model.Ob
         return _failed("invalid backend: " + "; ".join(exc.problems))
     assert isinstance(parsed, agw.AgentgatewayBackend)
     try:
-        backend = _backend(namespace, name, parsed.spec, secrets)
+        backend = _backend(namespace, name, parsed.spec, idx)
     except Untranslatable as exc:
         return _failed(f"failed to translate backend: {exc}")
     return Result(backend=backend, problem=None)
@@ -88,7 +90,7 @@ def _backend(
     namespace: str,
     name: str,
     spec: agw.AgentgatewayBackendSpec,
-    secrets: Mapping[index.NamespacedName, model.Object],
+    idx: index.Index,
 ) -> pb.Backend:
     policies = spec.policies
     out = pb.Backend(key=key(namespace, name), name=f"{namespace}/{name}")
@@ -97,11 +99,11 @@ def _backend(
         _no_auth(policies, "static")
         out.static.CopyFrom(pb.StaticBackend(host=spec.static.host, port=spec.static.port, tls=tls))
     elif spec.ai is not None:
-        out.ai.CopyFrom(_ai(namespace, spec.ai, policies, secrets))
+        out.ai.CopyFrom(_ai(namespace, spec.ai, policies, idx.secrets))
     else:
         kind = next(n for n in ("mcp", "a2a") if getattr(spec, n) is not None)
         raise Untranslatable(f"spec.{kind} is not supported by agentgw yet")
-    connection = _connection_policy(policies)
+    connection = _connection_policy(namespace, policies, idx)
     if connection is not None:
         out.policies.CopyFrom(connection)
     return out
@@ -177,12 +179,8 @@ def secret_value(
 
 
 def _tls_on(policies: backendpolicy.BackendFull | None) -> bool:
-    """`policies.tls` turns TLS on; its options other than on/off are not implemented."""
-    if policies is None or policies.tls is None:
-        return False
-    if policies.tls.model_fields_set:
-        raise Untranslatable(f"spec.policies.tls.{_first_set(policies.tls)} is not supported by agentgw yet")
-    return True
+    """`policies.tls` (even `{}`) turns TLS on; its options go in the BackendPolicy."""
+    return policies is not None and policies.tls is not None
 
 
 def _no_auth(policies: backendpolicy.BackendFull | None, kind: str) -> None:
@@ -190,8 +188,10 @@ def _no_auth(policies: backendpolicy.BackendFull | None, kind: str) -> None:
         raise Untranslatable(f"spec.policies.auth is supported on ai backends only, not {kind}")
 
 
-def _connection_policy(policies: backendpolicy.BackendFull | None) -> pb.BackendPolicy | None:
-    if policies is None or (policies.tcp is None and policies.http is None):
+def _connection_policy(
+    namespace: str, policies: backendpolicy.BackendFull | None, idx: index.Index
+) -> pb.BackendPolicy | None:
+    if policies is None:
         return None
     out = pb.BackendPolicy()
     if policies.tcp is not None:
@@ -201,7 +201,12 @@ def _connection_policy(policies: backendpolicy.BackendFull | None) -> pb.Backend
             out.connect_timeout.CopyFrom(_duration(policies.tcp.connect_timeout))
     if policies.http is not None and policies.http.request_timeout is not None:
         out.request_timeout.CopyFrom(_duration(policies.http.request_timeout))
-    return out
+    if policies.tls is not None and policies.tls.model_fields_set:
+        result = tls.backend_tls(namespace, policies.tls, "spec.policies.tls", idx)
+        if result.unresolved:
+            raise Untranslatable("; ".join(result.unresolved))
+        out.tls.CopyFrom(result.tls)
+    return out if out.ListFields() else None
 
 
 def _duration(text: str) -> duration_pb2.Duration:

@@ -108,7 +108,7 @@ def traffic_policy(
     if rule.timeouts is not None:
         _timeouts(rule.timeouts, out, f"{where}.timeouts")
     if rule.retry is not None:
-        _retry(rule.retry, out, f"{where}.retry")
+        retry(rule.retry, out, f"{where}.retry")
     if rule.session_persistence is not None:
         raise Unsupported(f"{where}.sessionPersistence: not supported by agentgw yet")
     return (out if out.ListFields() else None), mirrors
@@ -214,7 +214,8 @@ def _timeouts(t: gw.HTTPRouteTimeouts, out: pb.TrafficPolicy, where: str) -> Non
         out.timeout.backend_request_timeout.CopyFrom(backend_request)
 
 
-def _retry(r: gw.HTTPRouteRetry, out: pb.TrafficPolicy, where: str) -> None:
+def retry(r: gw.HTTPRouteRetry, out: pb.TrafficPolicy, where: str) -> None:
+    """A retry policy (Gateway API `HTTPRouteRetry`, also AgentgatewayPolicy `traffic.retry`)."""
     retries = DEFAULT_RETRIES if r.attempts is None else r.attempts
     if retries <= 0:
         return

@@ -8,7 +8,9 @@ In: a frozen `model.Inputs` and the clock for new conditions' `lastTransitionTim
 3. Gateways of our classes (`gateways`): listener states, Bind and Listener resources;
 4. HTTPRoutes (`routes`, `attach`, `filters`, `backends`): Routes on the listeners they attach to,
    the Backends those use, `status.parents`;
-5. Gateway statuses, now that `attachedRoutes` is known.
+5. AgentgatewayPolicies (`policies`, `policyspec`): a Policy per target on the Gateways the
+   targets belong to (so after the routes), `status.ancestors`;
+6. Gateway statuses, now that `attachedRoutes` is known.
 
 Called (as `controller.translate.translate`) by the reconciler after each debounce, and by the
 golden tests. The same Inputs always give the same Output (resources sorted by key, so snapshot
@@ -26,7 +28,7 @@ import pydantic
 from api.gateway import conditions
 from api.gateway import v1 as gw
 from api.proto.agentgw.v1 import resource_pb2 as pb
-from controller.translate import agwbackends, backends, gateways, index, model, routes, status
+from controller.translate import agwbackends, backends, gateways, index, model, policies, routes, status
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 """The clock of golden files."""
@@ -64,6 +66,11 @@ def translate(inputs: model.Inputs, now: datetime.datetime = EPOCH) -> model.Out
             attached[pair] = attached.get(pair, 0) + 1
         if result.status is not None:
             statuses[_ref(obj, "HTTPRoute")] = result.status
+
+    placed = policies.translate_all(idx, states, resources, ctx.resolver, inputs.controller_name, clock)
+    for gateway, found in placed.resources.items():
+        resources[gateway].extend(found)
+    statuses.update(placed.statuses)
 
     for key, state in states.items():
         counts = {name: n for (gateway, name), n in attached.items() if gateway == key}

@@ -31,4 +31,4 @@ def test_translation_matches_the_golden_file(path: pathlib.Path) -> None:
 
 def test_there_are_golden_files_in_every_suite() -> None:
     suites = {p.parent.name for p in golden.cases()}
-    assert {"seed", "gateways", "routes", "attachment", "backends"} <= suites
+    assert {"seed", "gateways", "routes", "attachment", "backends", "policies"} <= suites

@@ -115,6 +115,7 @@ _ALLOWED_IMPORTS = {
     "cryptography",
     "dataclasses",
     "datetime",
+    "decimal",
     "functools",
     "hashlib",
     "json",
