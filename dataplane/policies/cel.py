@@ -509,11 +509,16 @@ def _start_time(ctx: context.RequestContext) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=int((wall - seconds) * 1e9))
 
 
+def _scheme(ctx: context.RequestContext) -> str:
+    conn = getattr(ctx.ex, "conn", None)
+    return str(getattr(conn, "scheme", "http"))
+
+
 _REQUEST_FIELDS: dict[str, Callable[[context.RequestContext], Any]] = {
     "method": lambda ctx: ctx.ex.method,
-    "uri": lambda ctx: f"http://{ctx.ex.authority}{_path_and_query(ctx)}",
+    "uri": lambda ctx: f"{_scheme(ctx)}://{ctx.ex.authority}{_path_and_query(ctx)}",
     "host": lambda ctx: _host(ctx.ex.authority),
-    "scheme": lambda ctx: "http",
+    "scheme": lambda ctx: _scheme(ctx),
     "path": lambda ctx: ctx.path,
     "pathAndQuery": _path_and_query,
     "version": lambda ctx: "HTTP/" + ctx.ex.version.decode("latin-1"),

@@ -304,9 +304,6 @@ async def test_ext_authz_on_an_https_listener_reports_the_https_scheme(env: Env)
     assert http.path == "/authz"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="dataplane/policies/cel.py: request.scheme is always 'http' (see the report)"
-)
 async def test_cel_request_scheme_is_https_on_an_https_listener(env: Env) -> None:
     reply = await https_get(env.ports["https"], "gw.example.com", "/authz", env.client())
     assert reply.status == 200, reply.body
