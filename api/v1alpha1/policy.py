@@ -515,10 +515,11 @@ class AuthorizationPolicy(base.Model):
 
 
 class Authorization(base.Model):
-    """CEL authorization. Rules from every policy that applies are combined: a request is denied
-    when a `Deny` rule matches or a `Require` rule does not, and, when `Allow` rules exist, unless
-    one of them matches. Prefer `Allow` and `Require`: an expression that fails to evaluate does
-    not match, so a failing `Deny` does not deny."""
+    """CEL authorization: a request is denied when a `Deny` rule matches or a `Require` rule does
+    not, and, when `Allow` rules exist, unless one of them matches. Like every traffic field, the
+    most specific policy's `authorization` applies (agentgateway combines the rules of all).
+    Prefer `Allow` and `Require`: an expression that fails to evaluate does not match, so a
+    failing `Deny` does not deny."""
 
     policy: AuthorizationPolicy
     """The expressions. Required."""
@@ -542,7 +543,7 @@ class ExtAuthGRPC(base.Model):
 
 
 class ExtAuthHTTP(base.Model):
-    """Plain HTTP: the service answers 200 to allow; anything else is returned to the client."""
+    """Plain HTTP: the service answers 200 to allow; any other answer denies the request."""
 
     path: CELExpression | None = None
     """CEL expression for the path of the authorization request. Default: the request's path."""
@@ -821,7 +822,7 @@ class Traffic(base.Model):
     """Cross-site request forgery protection."""
 
     authorization: Authorization | None = None
-    """CEL authorization rules; the rules of every policy that applies are combined."""
+    """CEL authorization rules."""
 
     jwt_authentication: JWTAuthentication | None = None
     """JSON Web Token authentication."""

@@ -60,6 +60,9 @@ UNAVAILABLE_HOST = "unavailable.invalid"
 """A host that never resolves (RFC 6761 `.invalid`): stands in for a JWKS server, ext auth or
 rate-limit service that could not be resolved, so the request fails as if it were down."""
 
+DEFAULT_REALM = "Restricted"
+"""The `WWW-Authenticate` realm when `basicAuthentication.realm` is unset (agentgateway's)."""
+
 DEFAULT_HTPASSWD_KEY = ".htaccess"
 """The Secret key of `basicAuthentication.secretRef` when it names none (agentgateway's)."""
 
@@ -358,7 +361,7 @@ def _what(obj: model.Object) -> str:
 
 
 def _basic(b: agwpolicy.BasicAuthentication, where: str, work: _Work) -> pb.BasicAuth:
-    out = pb.BasicAuth(mode=_MODES[b.mode], location=_location(b.location), realm=b.realm or "")
+    out = pb.BasicAuth(mode=_MODES[b.mode], location=_location(b.location), realm=b.realm or DEFAULT_REALM)
     lines: list[str] = []
     if b.users is not None:
         lines = _htpasswd(b.users, f"{where}.users", work)
