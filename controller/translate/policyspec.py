@@ -6,11 +6,12 @@ the backend `Resolver` (ext auth and rate-limit services). Out: a `Spec` with th
 the Backend resources they point at (to ship with them), and two lists of messages for the status:
 
 - `invalid`: a reference that does not resolve (a missing Secret, a bad key entry, an unknown
-  service, a CEL expression that does not parse). The policy is `Accepted=False` but still
-  emitted, *failing closed*: a key set, user list or JWKS that cannot be read is replaced by one
-  nothing satisfies (`DENY_ALL_KEY_SHA256`, `DENY_ALL_HTPASSWD`, a JWKS URL on
-  `UNAVAILABLE_HOST`), and an unreachable ext auth or rate-limit service by `UNAVAILABLE_HOST`, so
-  its failure mode decides. Dropping an authentication policy would open the route instead.
+  service). The policy is `Accepted=False` but still emitted, *failing closed*: a key set, user
+  list or JWKS that cannot be read is replaced by one nothing satisfies (`DENY_ALL_KEY_SHA256`,
+  `DENY_ALL_HTPASSWD`, a JWKS URL on `UNAVAILABLE_HOST`), and an unreachable ext auth or
+  rate-limit service by `UNAVAILABLE_HOST`, so its failure mode decides; dropping an
+  authentication policy would open the route instead. A CEL expression that does not parse is
+  reported too, and emitted as written (the proxy NACKs the Policy and keeps its old version).
 - `dropped`: a part agentgw cannot carry (`frontend`, `backend.ai`, backend `auth` credentials,
   `tcp.keepalive`, ...), left out and reported (`Accepted=True/PartiallyValid`); `phase:
   PreRouting` is run after routing like the default.
