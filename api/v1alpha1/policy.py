@@ -23,9 +23,10 @@ http1MaxHeaders, http1IdleTimeout). Left out until the proxy implements them (ea
 unknown field): extProc, buffer, delay; the `conditional` forms of transformation, extAuth,
 rateLimit and directResponse; directResponse `bodyExpression` and `headers`; retry
 `precondition`/`condition`; jwtAuthentication `mcp`; the `expression` credential location;
-extAuth `cache`, `http.body` and `http.responseMetadata`; transformation `metadata`; rate-limit
-descriptor `cost` and `limitOverride`; frontend tcp, tls, networkAuthorization, proxyProtocol,
-connect, accessLog, tracing and metrics. Rules whose messages list fields list the fields we have.
+extAuth `cache`, `http.body` and `http.responseMetadata`; transformation `metadata` and
+response `body`; LLM token rate limits (local `tokens`, descriptor `unit: Tokens`); descriptor
+`cost` and `limitOverride`; frontend tcp, tls, networkAuthorization, proxyProtocol, connect,
+accessLog, tracing and metrics. Rules whose messages list fields list the fields we have.
 """
 
 from __future__ import annotations
@@ -618,20 +619,14 @@ class ExtAuth(base.Model):
 class LocalRateLimit(base.Model):
     """A token bucket counted by each proxy process (no coordination between replicas)."""
 
-    __rules__ = (base.exactly_one_of("requests", "tokens"),)
-
-    requests: Annotated[int, pydantic.Field(ge=1)] | None = None
-    """Requests allowed per `unit`; more get 429."""
-
-    tokens: Annotated[int, pydantic.Field(ge=1)] | None = None
-    """LLM tokens (input and output) allowed per `unit`; counted when a response completes, so the
-    limit applies to later requests."""
+    requests: Annotated[int, pydantic.Field(ge=1)]
+    """Requests allowed per `unit`; more get 429. Required."""
 
     unit: Literal["Seconds", "Minutes", "Hours"]
     """The period of the limit. Required."""
 
     burst: Annotated[int, pydantic.Field(ge=0)] | None = None
-    """Extra requests (or tokens) allowed in a short burst above the rate. Default: 0."""
+    """Extra requests allowed in a short burst above the rate. Default: 0."""
 
 
 class RateLimitDescriptorEntry(base.Model):
@@ -651,8 +646,8 @@ class RateLimitDescriptor(base.Model):
     entries: Annotated[list[RateLimitDescriptorEntry], pydantic.Field(min_length=1, max_length=16)]
     """Its entries, 1 to 16. Required."""
 
-    unit: Literal["Requests", "Tokens"] | None = None
-    """What is counted. Default: `Requests`."""
+    unit: Literal["Requests"] | None = None
+    """What is counted: `Requests` (the default)."""
 
 
 class GlobalRateLimit(base.Model):
@@ -736,10 +731,11 @@ class HeaderTransformation(base.Model):
     """CEL expression for the value, e.g. `request.headers['x-user'] + '-suffix'`. Required."""
 
 
-class Transform(base.Model):
-    """Changes to a request or a response, computed with CEL."""
+class ResponseTransform(base.Model):
+    """Changes to a response, computed with CEL (headers only: response bodies are not
+    transformed yet)."""
 
-    __rules__ = (base.at_least_one_field_set(("set", "add", "remove", "body")),)
+    __rules__ = (base.at_least_one_field_set(("set", "add", "remove")),)
 
     set: (
         Annotated[
@@ -762,6 +758,12 @@ class Transform(base.Model):
     ) = None
     """Header names to remove, 1 to 16."""
 
+
+class Transform(ResponseTransform):
+    """Changes to a request, computed with CEL."""
+
+    __rules__ = (base.at_least_one_field_set(("set", "add", "remove", "body")),)
+
     body: CELExpression | None = None
     """CEL expression for the new body; strings and bytes are written as they are, other values
     as JSON."""
@@ -775,7 +777,7 @@ class Transformation(base.Model):
     request: Transform | None = None
     """Changes to the request before it is forwarded."""
 
-    response: Transform | None = None
+    response: ResponseTransform | None = None
     """Changes to the response before it is returned."""
 
 

@@ -86,6 +86,12 @@ FIELD_NAMES = {
 """TrafficPolicy field -> the policy field it comes from (for status messages)."""
 
 _LEVELS = {"gateway": 0, "listener_key": 1, "route_key": 2, "backend_key": 3}
+
+BACKEND_SECTION_TARGETS = frozenset({"backend_key"})
+"""The PolicyTarget kinds the proxy takes a `backend` section on today (it refuses one on a
+gateway, listener or route: "backend policies must target a backend"). On other targets the
+section is left out and reported (PartiallyValid); add the kinds here when the proxy merges
+backend policies from those levels."""
 _KEY_PREFIX = {
     "gateway": "gateway",
     "listener_key": "listener",
@@ -187,23 +193,33 @@ def _translate(
     creation = routes.creation_seconds((obj.get("metadata") or {}).get("creationTimestamp"))
     source = f"{policyspec.KIND} {namespace}/{name}"
     placements = []
+    dropped = list(spec.dropped)
     for gateway, target in targets:
         kind = target.WhichOneof("kind") or ""
+        backend = spec.backend
+        if backend is not None and kind not in BACKEND_SECTION_TARGETS:
+            message = f"backend on {_KEY_PREFIX[kind]} targets is not supported by agentgw yet"
+            dropped.extend([message] if message not in dropped else [])
+            backend = None
+        if spec.traffic is None and backend is None:
+            continue
         policy = pb.Policy(
             key=f"policy/{namespace}/{name}/{_KEY_PREFIX[kind]}/{getattr(target, kind)}",
             name=f"{namespace}/{name}",
             target=target,
             traffic=spec.traffic,
-            backend=spec.backend,
+            backend=backend,
             override=spec.override,
             namespace=namespace,
             creation_unix_seconds=creation,
         )
         placements.append(_Placement(gateway, policy, source))
+    if not placements and targets:
+        return _Translated(obj, invalid="; ".join((*spec.invalid, *dropped)), unattached=tuple(unattached))
     return _Translated(
         obj,
-        invalid="; ".join((*spec.invalid, *spec.dropped)) if spec.invalid else None,
-        partial="; ".join(spec.dropped) if spec.dropped else None,
+        invalid="; ".join((*spec.invalid, *dropped)) if spec.invalid else None,
+        partial="; ".join(dropped) if dropped else None,
         placements=tuple(placements),
         backends=spec.backends,
         unattached=tuple(unattached),

@@ -470,13 +470,12 @@ def _rate_limits(r: agwpolicy.RateLimits, out: pb.TrafficPolicy, where: str, wor
     if r.local is not None:
         out.local_rate_limit.SetInParent()
         for limit in r.local:
-            capacity = limit.requests if limit.requests is not None else limit.tokens or 0
             out.local_rate_limit.limits.append(
                 pb.LocalRateLimit(
-                    max_tokens=capacity + (limit.burst or 0),
-                    tokens_per_fill=capacity,
+                    max_tokens=limit.requests + (limit.burst or 0),
+                    tokens_per_fill=limit.requests,
                     fill_interval=duration_pb2.Duration(seconds=_UNIT_SECONDS[limit.unit]),
-                    unit=pb.RATE_LIMIT_REQUESTS if limit.requests is not None else pb.RATE_LIMIT_TOKENS,
+                    unit=pb.RATE_LIMIT_REQUESTS,
                 )
             )
     g = r.global_
@@ -493,7 +492,7 @@ def _rate_limits(r: agwpolicy.RateLimits, out: pb.TrafficPolicy, where: str, wor
             remote.target.CopyFrom(pb.BackendRef(host=_url_endpoint(g.url)[0]))
         for i, d in enumerate(g.descriptors):
             descriptor = remote.descriptors.add()
-            descriptor.unit = pb.RATE_LIMIT_TOKENS if d.unit == "Tokens" else pb.RATE_LIMIT_REQUESTS
+            descriptor.unit = pb.RATE_LIMIT_REQUESTS
             for j, entry in enumerate(d.entries):
                 _check_cel(entry.expression, f"{where}.global.descriptors[{i}].entries[{j}].expression", work)
                 descriptor.entries.append(pb.DescriptorEntry(key=entry.name, value=entry.expression))
@@ -511,13 +510,13 @@ def _transformations(t: agwpolicy.Transformation, where: str, work: _Work) -> pb
     return out
 
 
-def _transform(t: agwpolicy.Transform, where: str, work: _Work) -> pb.Transform:
+def _transform(t: agwpolicy.ResponseTransform, where: str, work: _Work) -> pb.Transform:
     out = pb.Transform(remove=t.remove or ())
     for field in ("set", "add"):
         for h in getattr(t, field) or ():
             _check_cel(h.value, f"{where}.{field}[{h.name}].value", work)
             getattr(out, field).append(pb.HeaderExpression(name=h.name, expression=h.value))
-    if t.body is not None:
+    if isinstance(t, agwpolicy.Transform) and t.body is not None:
         _check_cel(t.body, f"{where}.body", work)
         out.body = t.body
     return out
