@@ -45,6 +45,7 @@ NAMESPACE = Kind("", "v1", "Namespace", "namespaces", namespaced=False)
 SERVICE = Kind("", "v1", "Service", "services")
 ENDPOINT_SLICE = Kind("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices")
 SECRET = Kind("", "v1", "Secret", "secrets")
+CONFIG_MAP = Kind("", "v1", "ConfigMap", "configmaps")
 BACKEND = Kind(AGENTGATEWAY, "v1alpha1", "AgentgatewayBackend", "agentgatewaybackends", has_status=True)
 POLICY = Kind(AGENTGATEWAY, "v1alpha1", "AgentgatewayPolicy", "agentgatewaypolicies", has_status=True)
 PARAMETERS = Kind(AGENTGATEWAY, "v1alpha1", "AgentgatewayParameters", "agentgatewayparameters")
@@ -58,6 +59,7 @@ KINDS: tuple[Kind, ...] = (
     SERVICE,
     ENDPOINT_SLICE,
     SECRET,
+    CONFIG_MAP,
     BACKEND,
     POLICY,
     PARAMETERS,
