@@ -122,7 +122,7 @@ binds:
 def _wire(value: str) -> bytes:
     """A header value as raw bytes: UTF-8, without the control bytes HTTP forbids."""
     raw = value.encode("utf-8", "surrogatepass")
-    return bytes(b for b in raw if b >= 0x20 and b != 0x7F or b == 0x09).strip()
+    return bytes(b for b in raw if (b >= 0x20 and b != 0x7F) or b == 0x09).strip()
 
 
 def _is_the_key(auth: str | None) -> bool:

@@ -23,6 +23,7 @@ from dataplane.tests import harness
 from dataplane.tests import rls_server as rls
 
 ISSUER = "https://issuer.test"
+HASHED = hashlib.sha256(b"k-hashed").hexdigest()
 
 
 def _rsa_jwks() -> tuple[Any, str]:
@@ -99,7 +100,7 @@ jwtAuth:
                     "/apikey",
                     "apiKey:\n  mode: strict\n  keys:\n"
                     "  - {key: k-plain, metadata: {team: red}}\n"
-                    f"  - {{keyHash: 'sha256:{hashlib.sha256(b'k-hashed').hexdigest()}', metadata: {{team: blue}}}}\n"
+                    f"  - {{keyHash: 'sha256:{HASHED}', metadata: {{team: blue}}}}\n"
                     "transformations: {request: {set: {x-team: apiKey.team}}}",
                 ),
                 _route(
