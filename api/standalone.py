@@ -934,7 +934,12 @@ def _policies(model: File, gateway: str) -> list[pb.Resource]:
                             continue
                         if t.route.rule_name is not None and route.rule_name != t.route.rule_name:
                             continue
-                        targets.append(pb.PolicyTarget(route_key=f"bind/{bind.port}/{lname}/{rname}/{ri}"))
+                        key = f"bind/{bind.port}/{lname}/{rname}/{ri}"
+                        targets.append(
+                            pb.PolicyTarget(rule_key=key)
+                            if t.route.rule_name is not None
+                            else pb.PolicyTarget(route_key=key)
+                        )
             if not targets:
                 raise errors.ConfigError([f"{where}.target.route: no route named {t.route.name!r}"])
         else:

@@ -11,14 +11,14 @@ sections are translated once (`policyspec`); every target gets a copy:
     Gateway, sectionName (a listener)  -> `listener_key` `bind/<port>/<listener>`
     HTTPRoute                          -> `route_key` of each of its Routes (one per rule and
                                           listener it attached to)
-    HTTPRoute, sectionName (a rule)    -> `route_key` of the Routes of the rule of that name
+    HTTPRoute, sectionName (a rule)    -> `rule_key` of the Routes of the rule of that name
     Service                            -> `backend_key` `service/<ns>/<name>:<port>` of each port
                                           routes use (sectionName: that port)
     AgentgatewayBackend                -> `backend_key` `backend/<ns>/<name>`
 
 A Policy's key is `policy/<ns>/<name>/<target kind>/<target>` (`.../route/bind/80/http/default/
 r/0`), stable while the target exists. The translator does not merge: the proxy merges policies
-field by field (Gateway < listener < route < backend; `strategy.inheritance: Override` ->
+field by field (Gateway < listener < route < rule < backend; `strategy.inheritance: Override` ->
 `override`; at one level a route's own filters first, then older policies). GRPCRoute,
 ListenerSet and InferencePool targets are not translated yet.
 
@@ -85,17 +85,16 @@ FIELD_NAMES = {
 }
 """TrafficPolicy field -> the policy field it comes from (for status messages)."""
 
-_LEVELS = {"gateway": 0, "listener_key": 1, "route_key": 2, "backend_key": 3}
+_LEVELS = {"gateway": 0, "listener_key": 1, "route_key": 2, "rule_key": 3, "backend_key": 4}
 
-BACKEND_SECTION_TARGETS = frozenset({"backend_key"})
-"""The PolicyTarget kinds the proxy takes a `backend` section on today (it refuses one on a
-gateway, listener or route: "backend policies must target a backend"). On other targets the
-section is left out and reported (PartiallyValid); add the kinds here when the proxy merges
-backend policies from those levels."""
+BACKEND_SECTION_TARGETS = frozenset({"gateway", "listener_key", "route_key", "rule_key", "backend_key"})
+"""The PolicyTarget kinds the proxy takes a `backend` section on: on a backend, its policies;
+above it, defaults for every backend of the routes under the target."""
 _KEY_PREFIX = {
     "gateway": "gateway",
     "listener_key": "listener",
     "route_key": "route",
+    "rule_key": "rule",
     "backend_key": "backend",
 }
 
@@ -367,7 +366,7 @@ def _route_targets(
         if rule_index is None:
             return [], f"{what} has no rule named {section}"
     out = [
-        (gateway, pb.PolicyTarget(route_key=r.key))
+        (gateway, pb.PolicyTarget(route_key=r.key) if rule_index is None else pb.PolicyTarget(rule_key=r.key))
         for gateway, found_routes in sorted(found.routes.items())
         for r in found_routes
         if r.namespace == namespace and r.name == name and (rule_index is None or r.rule_index == rule_index)
@@ -411,13 +410,15 @@ class _Winners:
                 levels = [
                     by_target.get((gateway, "gateway", f"{gateway.namespace}/{gateway.name}"), []),
                     by_target.get((gateway, "listener_key", route.listener_key), []),
-                    [inline, *by_target.get((gateway, "route_key", route.key), [])],
+                    by_target.get((gateway, "route_key", route.key), []),
+                    [inline, *by_target.get((gateway, "rule_key", route.key), [])],
                 ]
                 self.won[(gateway, route.key)] = _merge(levels)
                 for target in (
                     ("gateway", f"{gateway.namespace}/{gateway.name}"),
                     ("listener_key", route.listener_key),
                     ("route_key", route.key),
+                    ("rule_key", route.key),
                 ):
                     self.routes_under.setdefault((gateway, *target), []).append(route.key)
 
@@ -427,7 +428,7 @@ class _Winners:
         kind, target = p.target
         fields = _fields(p.policy.traffic)
         under = self.routes_under.get((p.gateway, kind, target), [])
-        if _LEVELS.get(kind, 3) > 2 or not under or not fields:
+        if _LEVELS.get(kind, 4) > 3 or not under or not fields:
             return None
         out: dict[str, str] = {}
         for field in sorted(fields):

@@ -3,7 +3,7 @@
 Pure (no I/O, no asyncio), part of `config.compile`.
 
 Precedence, field by field (Gateway API policy attachment, agentgateway's order): a field set
-at a more specific level wins — gateway < listener < route. A level's sources are its inline
+at a more specific level wins — gateway < listener < route < rule. A level's sources are its inline
 policies (a listener's or route's own `policies`) and the Policy resources targeting it;
 between sources of one level the inline policy wins, then the older Policy (creation time,
 then key). A Policy with `override` wins over more specific levels for the fields it sets
@@ -195,14 +195,20 @@ def security(chosen: dict[str, Source], cache: StepCache, where: str) -> Securit
 
 
 def policy_sources(policies: Iterable[pb.Policy]) -> dict[str, list[Source]]:
-    """Policy resources by target: "gateway:<name>", "listener:<key>", "route:<key>", "backend:<key>"."""
+    """Policy resources by target: "gateway:<name>", "listener:<key>", "route:<key>", "rule:<key>",
+    "backend:<key>"."""
     out: dict[str, list[Source]] = {}
     for p in policies:
         kind = p.target.WhichOneof("kind")
         if kind is None:
             continue
         value = getattr(p.target, kind)
-        prefix = {"gateway": "gateway", "listener_key": "listener", "route_key": "route"}.get(kind, "backend")
+        prefix = {
+            "gateway": "gateway",
+            "listener_key": "listener",
+            "route_key": "route",
+            "rule_key": "rule",
+        }.get(kind, "backend")
         out.setdefault(f"{prefix}:{value}", []).append(
             Source(
                 key=p.key, policy=p.traffic, override=p.override, order=(1, p.creation_unix_seconds, p.key)

@@ -138,6 +138,7 @@ def compile_resources(resources: list[pb.Resource]) -> Compiled:
 
     compiled_routes: dict[str, list[tables.Route]] = {}
     matches: dict[str, list[routing.Match]] = {}
+    backend_defaults = _backend_defaults(good_policies)
     for route in routes:
         owner = listeners.get(route.listener_key)
         if owner is None or owner.bind_key not in binds:
@@ -148,8 +149,21 @@ def compile_resources(resources: list[pb.Resource]) -> Compiled:
             inline = (
                 [attach.Source(key=route.key, policy=route.policies)] if route.HasField("policies") else []
             )
-            levels = [*listener_levels[listener.key], inline + by_target.get(f"route:{route.key}", [])]
-            rt, ms = _route(route, listener, targets, levels, cache)
+            levels = [
+                *listener_levels[listener.key],
+                by_target.get(f"route:{route.key}", []),
+                inline + by_target.get(f"rule:{route.key}", []),
+            ]
+            inherited = _inherited_backend_policy(
+                backend_defaults,
+                (
+                    f"gateway:{listener.gateway_name}",
+                    f"listener:{listener.key}",
+                    f"route:{route.key}",
+                    f"rule:{route.key}",
+                ),
+            )
+            rt, ms = _route(route, listener, targets, levels, cache, inherited)
         except (_Invalid, api_errors.ConfigError) as exc:
             problems[route.key] = _message(exc)
             continue
@@ -234,9 +248,6 @@ def _checked_policies(
             if extra:
                 problems[key] = f"traffic.{extra[0]} cannot target a backend (only authorization can)"
                 continue
-        elif p.HasField("backend"):
-            problems[key] = "backend policies must target a backend"
-            continue
         try:
             cache.check(attach.Source(key=key, policy=p.traffic), "traffic")
         except api_errors.ConfigError as exc:
@@ -244,6 +255,45 @@ def _checked_policies(
             continue
         good.append(p)
     return good
+
+
+def _overlay(out: pb.BackendPolicy, top: pb.BackendPolicy) -> None:
+    """Copy every field set in `top` over `out`."""
+    for field, value in top.ListFields():
+        if field.is_repeated:
+            getattr(out, field.name)[:] = value
+        elif field.message_type is not None:
+            getattr(out, field.name).CopyFrom(value)
+        else:
+            setattr(out, field.name, value)
+
+
+def _backend_defaults(policies: list[pb.Policy]) -> dict[str, list[pb.Policy]]:
+    """Policies with a `backend` section on a gateway, listener, route or rule target."""
+    out: dict[str, list[pb.Policy]] = {}
+    prefix = {"gateway": "gateway", "listener_key": "listener", "route_key": "route", "rule_key": "rule"}
+    for p in policies:
+        kind = p.target.WhichOneof("kind")
+        if p.HasField("backend") and kind in prefix:
+            out.setdefault(f"{prefix[kind]}:{getattr(p.target, kind)}", []).append(p)
+    return out
+
+
+def _inherited_backend_policy(
+    defaults: dict[str, list[pb.Policy]], levels: tuple[str, ...]
+) -> pb.BackendPolicy | None:
+    """The backend defaults a route's backends inherit: field by field, the most specific level
+    wins, and within a level the oldest policy."""
+    if not defaults:
+        return None
+    found = [defaults.get(level, []) for level in levels]
+    if not any(found):
+        return None
+    out = pb.BackendPolicy()
+    for level in found:  # least specific first, so more specific levels overwrite
+        for p in sorted(level, key=lambda p: (p.creation_unix_seconds, p.key), reverse=True):
+            _overlay(out, p.backend)
+    return out
 
 
 def _backend_policy(b: pb.Backend, targeted: list[pb.Policy]) -> pb.BackendPolicy | None:
@@ -255,13 +305,7 @@ def _backend_policy(b: pb.Backend, targeted: list[pb.Policy]) -> pb.BackendPolic
     if b.HasField("policies"):
         out.CopyFrom(b.policies)
     for p in sorted(targeted, key=lambda p: (p.creation_unix_seconds, p.key), reverse=True):
-        for field, value in p.backend.ListFields():
-            if field.is_repeated:
-                getattr(out, field.name)[:] = value
-            elif field.message_type is not None:
-                getattr(out, field.name).CopyFrom(value)
-            else:
-                setattr(out, field.name, value)
+        _overlay(out, p.backend)
         if p.traffic.HasField("authorization"):
             out.authorization.CopyFrom(p.traffic.authorization)
     return out
@@ -433,6 +477,30 @@ def _ref(
     raise _Invalid("backend reference is empty")
 
 
+def _inherit(
+    target: tables.Target, inherited: pb.BackendPolicy, cache: attach.StepCache, key: str
+) -> tables.Target:
+    """A backend with the defaults of the policies above it; its own settings win."""
+    extra = _target(
+        target.name,
+        pb.StaticBackend(host=target.host, port=target.port, tls=target.tls is not None),
+        inherited,
+        cache,
+        key,
+    )
+    return dataclasses.replace(
+        target,
+        request_headers=target.request_headers or extra.request_headers,
+        response_headers=target.response_headers or extra.response_headers,
+        redirect=target.redirect or extra.redirect,
+        request_timeout=target.request_timeout or extra.request_timeout,
+        connect_timeout=target.connect_timeout or extra.connect_timeout,
+        tls=target.tls if target.tls is not None else extra.tls,
+        steps=extra.steps + target.steps,
+        auth_passthrough=target.auth_passthrough or extra.auth_passthrough,
+    )
+
+
 def _cors(c: pb.Cors) -> tables.Cors:
     patterns = []
     exact = set()
@@ -505,16 +573,19 @@ def _route(
     targets: dict[str, tables.Target],
     levels: list[list[attach.Source]],
     cache: attach.StepCache,
+    inherited: pb.BackendPolicy | None = None,
 ) -> tuple[tables.Route, list[routing.Match]]:
     targets_out = tuple(
         _ref(b.ref, targets, b.policies if b.HasField("policies") else None, cache, f"{route.key}#{i}")
         for i, b in enumerate(route.backends)
     )
-    if not levels[0] and not levels[1] and len(levels[2]) <= 1:
-        merged = levels[2][0].policy if levels[2] else None  # the common case: one source
+    if inherited is not None:
+        targets_out = tuple(_inherit(t, inherited, cache, f"{route.key}#inherited") for t in targets_out)
+    if not any(levels[:-1]) and len(levels[-1]) <= 1:
+        merged = levels[-1][0].policy if levels[-1] else None  # the common case: one source
         secured = (
             attach.security(
-                {f: levels[2][0] for f in attach.SECURITY_ORDER if attach.has(merged, f)}, cache, "policies"
+                {f: levels[-1][0] for f in attach.SECURITY_ORDER if attach.has(merged, f)}, cache, "policies"
             )
             if merged is not None and any(attach.has(merged, f) for f in attach.SECURITY_ORDER)
             else attach.NO_SECURITY

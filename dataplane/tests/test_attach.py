@@ -162,3 +162,87 @@ def test_a_bad_cel_rule_is_a_problem_of_the_resource_that_carries_it() -> None:
         LISTENER_POLICY.replace("policy: {csrf: {}}", "policy: {authorization: {rules: ['nope(']}}")
     )
     assert list(broken_policy.problems) == ["policy/gw"]
+
+
+RULES = """
+binds:
+- port: 3000
+  listeners:
+  - name: main
+    routes:
+    - name: a
+      ruleName: first
+      matches: [{path: {pathPrefix: /a}}]
+      backends: [{host: "127.0.0.1:9"}]
+    - name: a
+      ruleName: second
+      matches: [{path: {pathPrefix: /b}}]
+      backends: [{backend: own}]
+    - name: c
+      backends: [{host: "127.0.0.1:9"}]
+backends:
+- name: own
+  host: 127.0.0.1:10
+  policies: {http: {requestTimeout: 7s}}
+policies:
+- name: whole-route
+  target: {route: {name: a, namespace: default}}
+  policy: {csrf: {additionalOrigins: [https://route.example]}}
+- name: one-rule
+  target: {route: {name: a, namespace: default, ruleName: first}}
+  policy: {csrf: {additionalOrigins: [https://rule.example]}}
+"""
+
+
+def _steps_csrf_origins(route: Any) -> frozenset[str]:
+    (step,) = route.policy.steps
+    return step.trusted  # type: ignore[no-any-return]
+
+
+def test_a_policy_on_one_rule_wins_over_one_on_the_whole_route_even_when_older() -> None:
+    from api import standalone
+    from dataplane.config import compile as compiler
+
+    resources = standalone.lower(standalone.load(RULES))
+    # Make the whole-route policy the older one: the rule level must still win.
+    for r in resources:
+        if r.WhichOneof("kind") == "policy":
+            r.policy.creation_unix_seconds = 0 if r.policy.name == "whole-route" else 100
+    compiled = compiler.compile_resources(resources)
+    assert compiled.problems == {}
+    listener = compiled.tables.binds[3000].listeners.first("x")
+    first = listener.routes.lookup("x", "GET", "/a", "", lambda _: None).route
+    second = listener.routes.lookup("x", "GET", "/b", "", lambda _: None).route
+    assert _steps_csrf_origins(first) == {"https://rule.example"}
+    assert _steps_csrf_origins(second) == {"https://route.example"}
+
+
+def test_backend_defaults_from_a_listener_policy_reach_every_backend_but_a_backends_own_settings_win() -> (
+    None
+):
+    from api import standalone
+    from dataplane.config import compile as compiler
+
+    resources = standalone.lower(standalone.load(RULES))
+    resources.append(
+        pb.Resource(
+            policy=pb.Policy(
+                key="policy/defaults",
+                name="defaults",
+                target=pb.PolicyTarget(listener_key="bind/3000/main"),
+                backend=pb.BackendPolicy(
+                    request_timeout={"seconds": 3},
+                    request_header_modifier=pb.HeaderModifier(set=[pb.HeaderPair(name="x-gw", value="1")]),
+                ),
+            )
+        )
+    )
+    compiled = compiler.compile_resources(resources)
+    assert compiled.problems == {}
+    listener = compiled.tables.binds[3000].listeners.first("x")
+    plain = listener.routes.lookup("x", "GET", "/a", "", lambda _: None).route.targets[0]
+    own = listener.routes.lookup("x", "GET", "/b", "", lambda _: None).route.targets[0]
+    assert plain.request_timeout == 3.0
+    assert plain.request_headers is not None and plain.request_headers.set == ((b"x-gw", b"1"),)
+    assert own.request_timeout == 7.0  # the backend's own setting wins
+    assert own.request_headers is not None  # the default fills what the backend does not set

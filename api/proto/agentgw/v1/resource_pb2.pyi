@@ -266,16 +266,18 @@ class Policy(_message.Message):
     def __init__(self, key: _Optional[str] = ..., name: _Optional[str] = ..., target: _Optional[_Union[PolicyTarget, _Mapping]] = ..., traffic: _Optional[_Union[TrafficPolicy, _Mapping]] = ..., backend: _Optional[_Union[BackendPolicy, _Mapping]] = ..., override: _Optional[bool] = ..., namespace: _Optional[str] = ..., creation_unix_seconds: _Optional[int] = ...) -> None: ...
 
 class PolicyTarget(_message.Message):
-    __slots__ = ("gateway", "listener_key", "route_key", "backend_key")
+    __slots__ = ("gateway", "listener_key", "route_key", "backend_key", "rule_key")
     GATEWAY_FIELD_NUMBER: _ClassVar[int]
     LISTENER_KEY_FIELD_NUMBER: _ClassVar[int]
     ROUTE_KEY_FIELD_NUMBER: _ClassVar[int]
     BACKEND_KEY_FIELD_NUMBER: _ClassVar[int]
+    RULE_KEY_FIELD_NUMBER: _ClassVar[int]
     gateway: str
     listener_key: str
     route_key: str
     backend_key: str
-    def __init__(self, gateway: _Optional[str] = ..., listener_key: _Optional[str] = ..., route_key: _Optional[str] = ..., backend_key: _Optional[str] = ...) -> None: ...
+    rule_key: str
+    def __init__(self, gateway: _Optional[str] = ..., listener_key: _Optional[str] = ..., route_key: _Optional[str] = ..., backend_key: _Optional[str] = ..., rule_key: _Optional[str] = ...) -> None: ...
 
 class TrafficPolicy(_message.Message):
     __slots__ = ("request_header_modifier", "response_header_modifier", "request_redirect", "url_rewrite", "request_mirrors", "direct_response", "timeout", "retry", "cors", "jwt_auth", "api_key", "basic_auth", "ext_authz", "authorization", "local_rate_limit", "remote_rate_limit", "transformations", "csrf")
