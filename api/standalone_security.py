@@ -213,8 +213,8 @@ def _api_key(m: ApiKeyAuth) -> pb.ApiKeyAuth:
     out = pb.ApiKeyAuth(mode=_MODES[m.mode], location=_location(m.location, "Bearer "))
     for k in m.keys:
         meta = json.dumps(k.metadata, sort_keys=True) if k.metadata is not None else ""
-        if k.key is not None:
-            out.keys.append(pb.ApiKey(key=k.key, metadata_json=meta))
+        if k.key is not None:  # sent as a digest: never in clear in resources or /config_dump
+            out.keys.append(pb.ApiKey(sha256=hashlib.sha256(k.key.encode()).hexdigest(), metadata_json=meta))
         else:
             assert k.key_hash is not None
             out.keys.append(pb.ApiKey(sha256=k.key_hash[7:].lower(), metadata_json=meta))

@@ -32,12 +32,28 @@ SENSITIVE_HEADERS = frozenset(
 REDACTED = "<redacted>"
 
 
+SECRET_FIELDS = frozenset({"htpasswd", "certPem", "keyPem"})
+"""Resource fields whose values are secret (password hashes, private keys)."""
+
+
 def redact(node: Any) -> Any:
-    """Blank secrets: sensitive header values set by policies, and backend credentials."""
+    """Blank secrets: sensitive header values set by policies, backend credentials, API keys,
+    password files and private keys."""
     if isinstance(node, dict):
         if "name" in node and "value" in node and str(node["name"]).lower() in SENSITIVE_HEADERS:
             return {**node, "value": REDACTED}
-        return {k: REDACTED if k == "auth" and isinstance(v, dict) else redact(v) for k, v in node.items()}
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            if (k == "auth" and isinstance(v, dict)) or k in SECRET_FIELDS:
+                out[k] = REDACTED
+            elif k == "apiKey" and isinstance(v, dict):
+                out[k] = {
+                    **redact(v),
+                    "keys": [{**e, "key": REDACTED} if "key" in e else e for e in v.get("keys", [])],
+                }
+            else:
+                out[k] = redact(v)
+        return out
     if isinstance(node, list):
         return [redact(v) for v in node]
     return node

@@ -358,5 +358,17 @@ def test_a_nack_naming_no_pushed_resource_rejects_the_whole_push() -> None:
     state.record_push("1", *state.diff(snap))
     nack, _ = state.nack("1", "apply failed: disk full")
     assert set(nack.names) == set(snap.entries)
-    assert state.known == {}
+    assert state.known == dict.fromkeys(snap.entries, "")  # refused: known, with no version
     assert state.diff(snap) == ([], [])
+
+
+def test_deleting_a_resource_the_proxy_refused_still_sends_its_removal() -> None:
+    snap = snapshot.build(fx.gateway("a-"))
+    state = server.StreamState(stream_id=1, node_id="n", gateway=GW_A)
+    state.update_subscription(request(), first=True)
+    state.record_push("1", *state.diff(snap))
+    state.nack("1", "a-route1: invalid CEL expression")
+    smaller = snapshot.Snapshot(
+        entries={n: e for n, e in snap.entries.items() if n != "a-route1"}, version="2"
+    )
+    assert state.diff(smaller) == ([], ["a-route1"])  # the proxy may hold a fail-closed stand-in

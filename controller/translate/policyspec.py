@@ -32,6 +32,7 @@ import base64
 import dataclasses
 import decimal
 import functools
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -323,13 +324,18 @@ def _key_entries(source: model.Object, where: str, work: _Work) -> Iterable[tupl
         yield name, key
 
 
+def _digest(key: str) -> str:
+    """Keys travel to proxies as SHA-256 digests: never in clear over xDS or in /config_dump."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def _key_entry(value: str, hashed_only: bool) -> tuple[str, pb.ApiKey | None]:
     if not value:
         return "empty value", None
     if not value.startswith("{"):
         if hashed_only:
             return "a ConfigMap entry must be a JSON object with keyHash", None
-        return "", pb.ApiKey(key=value)
+        return "", pb.ApiKey(sha256=_digest(value))
     try:
         entry = json.loads(value)
     except ValueError:
@@ -350,7 +356,7 @@ def _key_entry(value: str, hashed_only: bool) -> tuple[str, pb.ApiKey | None]:
             )
         if not isinstance(key, str):
             return "key must be a string", None
-        return "", pb.ApiKey(key=key, metadata_json=metadata_json)
+        return "", pb.ApiKey(sha256=_digest(key), metadata_json=metadata_json)
     match = _KEY_HASH.fullmatch(str(key_hash))
     if match is None:
         return "keyHash must be sha256: followed by 64 hex digits", None

@@ -222,10 +222,9 @@ class StreamState:
     def _revert(self, name: str, before: str | None, sent: str) -> None:
         if self.known.get(name) != sent:
             return  # a later push already replaced it
-        if before is None:
-            self.known.pop(name, None)
-        else:
-            self.known[name] = before
+        # A new resource the proxy refused stays known with no version (""): the proxy may hold a
+        # stand-in for it (a fail-closed Policy), so deleting it must still send a removal.
+        self.known[name] = before if before is not None else ""
         self.rejected[name] = sent
 
 

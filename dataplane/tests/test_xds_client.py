@@ -338,3 +338,27 @@ def test_backoff_doubles_from_a_tenth_of_a_second_to_fifteen_seconds_with_jitter
     for attempt, ceiling in [(0, 0.1), (1, 0.2), (2, 0.4), (10, 15.0), (5000, 15.0)]:
         d = b.delay(attempt)
         assert ceiling * 0.5 <= d <= ceiling
+
+
+async def test_a_bad_new_policy_is_nacked_and_its_routes_fail_closed_not_open(xds: Harness) -> None:
+    await xds.connected()
+    bad = pb.Resource(
+        policy=pb.Policy(
+            key="p1",
+            name="p1",
+            target=pb.PolicyTarget(route_key="r1"),
+            traffic=pb.TrafficPolicy(
+                api_key=pb.ApiKeyAuth(mode=pb.AUTH_MODE_STRICT, keys=[pb.ApiKey(key="k")]),
+                authorization=pb.Authorization(rules=[pb.AuthorizationRule(expression="apiKey.team ==")]),
+            ),
+        )
+    )
+    reply = await xds.exchange([*base(), bad])
+    assert (
+        reply.error_detail.message.startswith("p1: ")
+        and "invalid CEL expression" in reply.error_detail.message
+    )
+    stand_in = xds.applied.last["p1"].policy
+    assert stand_in.override and stand_in.target.route_key == "r1"
+    assert [r.expression for r in stand_in.traffic.authorization.rules] == ["false"]
+    assert xds.client.versions["p1"] == ""  # no accepted version: sent again after a reconnect

@@ -148,7 +148,8 @@ class _Undecodable(Exception):
 def evaluate(
     held: dict[str, pb.Resource], versions: dict[str, str], response: ads_pb2.DeltaDiscoveryResponse
 ) -> Outcome:
-    """Merge `response` into the held set, keeping the previous version of every bad resource."""
+    """Merge `response` into the held set, keeping the previous version of every bad resource
+    (a bad new Policy is replaced by a deny-all stand-in, `fail_closed`)."""
     removed = set(response.removed_resources)
     cand = {n: r for n, r in held.items() if n not in removed}
     cand_versions = {n: v for n, v in versions.items() if n in cand}
@@ -201,9 +202,34 @@ def _revert(
     if name in held and name not in removed:
         cand[name] = held[name]
         cand_versions[name] = versions[name]
-    else:
-        cand.pop(name, None)
-        cand_versions.pop(name, None)
+        return
+    bad = cand.pop(name, None)
+    cand_versions.pop(name, None)
+    placeholder = fail_closed(bad) if bad is not None else None
+    if placeholder is not None:
+        cand[name] = placeholder
+        cand_versions[name] = ""  # no accepted version: the server sends the policy again
+
+
+def fail_closed(bad: pb.Resource) -> pb.Resource | None:
+    """What stands in for a new Policy the proxy cannot apply: one that denies every request
+    it targets (403), winning over other policies. Dropping the policy instead would serve its
+    routes with no authentication or authorization at all. Other kinds have no stand-in."""
+    if bad.WhichOneof("kind") != "policy":
+        return None
+    p = bad.policy
+    deny = pb.AuthorizationRule(kind=pb.AuthorizationRule.REQUIRE, expression="false")
+    return pb.Resource(
+        policy=pb.Policy(
+            key=p.key,
+            name=p.name,
+            target=p.target,
+            traffic=pb.TrafficPolicy(authorization=pb.Authorization(rules=[deny])),
+            override=True,
+            namespace=p.namespace,
+            creation_unix_seconds=p.creation_unix_seconds,
+        )
+    )
 
 
 def _compiling(

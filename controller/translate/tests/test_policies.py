@@ -5,6 +5,7 @@ stand-ins, the ancestor limit)."""
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any
 
 import pytest
@@ -88,11 +89,11 @@ def test_cel_is_checked_for_syntax_only() -> None:
 @pytest.mark.parametrize(
     ("value", "hashed_only", "expected"),
     [
-        ("k-1", False, pb.ApiKey(key="k-1")),
+        ("k-1", False, pb.ApiKey(sha256=hashlib.sha256(b"k-1").hexdigest())),
         (
             '{"key": "k-1", "metadata": {"b": 1, "a": 2}}',
             False,
-            pb.ApiKey(key="k-1", metadata_json='{"a": 2, "b": 1}'),
+            pb.ApiKey(sha256=hashlib.sha256(b"k-1").hexdigest(), metadata_json='{"a": 2, "b": 1}'),
         ),
         ('{"keyHash": "sha256:' + "AB" * 32 + '"}', True, pb.ApiKey(sha256="ab" * 32)),
         ("k-1", True, "a ConfigMap entry must be a JSON object with keyHash"),
