@@ -582,6 +582,25 @@ class _Root:
     """The fields built one by one, or None when the root is built (or taken) whole."""
 
 
+def _direct_request(
+    needs: dict[str, _Need],
+) -> (
+    tuple[
+        tuple[tuple[str, Callable[[context.RequestContext], Any]], ...], tuple[tuple[str, bytes], ...] | None
+    ]
+    | None
+):
+    """(field getters, header names) when an expression reads only named `request` fields and
+    literal header names; None otherwise (then the general, cached builders run)."""
+    need = needs.get("request")
+    if len(needs) != 1 or need is None or need.whole or need.body:
+        return None
+    if need.headers and need.header_names is None:
+        return None
+    getters = tuple((name, _REQUEST_FIELDS[name]) for name in need.scalars)
+    return getters, need.header_names if need.headers else None
+
+
 _HEADER_ROOTS = frozenset({"request", "response"})
 _ROOTS: dict[str, _Root] = {
     "request": _Root(_build_request, frozenset({*_REQUEST_FIELDS, "headers", "body"})),
@@ -820,7 +839,7 @@ _ERROR = _T.ERROR
 class Expression:
     """A compiled, type-checked expression; evaluate it against any number of requests."""
 
-    __slots__ = ("_plan", "_program", "needs_body", "result_type", "roots", "source")
+    __slots__ = ("_direct", "_plan", "_program", "needs_body", "result_type", "roots", "source")
 
     def __init__(self, source: str, program: Any, needs: dict[str, _Need], result_type: str) -> None:
         self.source = source
@@ -832,11 +851,30 @@ class Expression:
         self.needs_body = any(n.body and not n.whole for n in needs.values())
         """The expression selects `request.body`: read the body into `ctx.body` first."""
         self._plan = tuple((root, _ROOTS[root].build, need) for root, need in needs.items())
+        self._direct = _direct_request(needs)
+        """For expressions that read only named request fields and headers (most rules): the
+        field getters and header names, to build a small plain dict without the per-request
+        cache (one joined program per policy rarely shares a request with another)."""
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
 
     def _value(self, ctx: context.RequestContext) -> Any:
+        direct = self._direct
+        if direct is not None:
+            getters, names = direct
+            request = {field: get(ctx) for field, get in getters}
+            if names is not None:
+                headers = ctx.headers
+                table: dict[str, str] = {}
+                for name, raw in names:
+                    for k, v in headers:
+                        if k == raw:
+                            value = v.decode("utf-8", "replace")
+                            previous = table.get(name)
+                            table[name] = value if previous is None else previous + "," + value
+                request["headers"] = table
+            return self._evaluate({"request": request})
         cache = ctx.cel_vars
         if cache is None:
             cache = ctx.cel_vars = {}
@@ -846,6 +884,9 @@ class Expression:
             data = {root: build(ctx, cache, need)}
         else:
             data = {root: build(ctx, cache, need) for root, build, need in plan}
+        return self._evaluate(data)
+
+    def _evaluate(self, data: dict[str, Any]) -> Any:
         try:
             result = self._program.eval(data=data)
             value = result.plain_value()

@@ -477,12 +477,21 @@ def test_roots_are_the_variables_the_expression_references(source: str, roots: s
 
 
 def test_a_header_looked_up_by_name_builds_only_that_header() -> None:
-    ctx = make_ctx()
-    assert cel.compile('request.headers["x-team"] == "a"', "x").eval_bool(ctx)
+    ctx = make_ctx(jwt={"sub": "alice"})
+    assert cel.compile('request.headers["x-team"] == "a" && has(jwt.sub)', "x").eval_bool(ctx)
     assert ctx.cel_vars is not None
     assert ctx.cel_vars["request"] == {"headers": {"x-team": "a"}}
-    assert cel.compile('has(request.headers.nope) || request.method == "GET"', "x").eval_bool(ctx)
+    assert cel.compile('has(request.headers.nope) || request.method == "GET" && has(jwt.sub)', "x").eval_bool(
+        ctx
+    )
     assert ctx.cel_vars["request"] == {"headers": {"x-team": "a"}, "method": "GET"}
+
+
+def test_an_expression_reading_only_named_request_fields_builds_them_directly_without_the_cache() -> None:
+    ctx = make_ctx()
+    assert cel.compile('request.headers["x-team"] == "a" && request.method == "GET"', "x").eval_bool(ctx)
+    assert ctx.cel_vars is None
+    assert not cel.compile('has(request.headers.nope) || request.path == "/nope"', "x").eval_bool(ctx)
 
 
 def test_a_header_map_used_whole_holds_every_header() -> None:
@@ -505,7 +514,7 @@ def test_roots_an_expression_does_not_reference_are_not_built(monkeypatch: pytes
     assert cel.compile('jwt.sub == "alice"', "x").eval_bool(ctx)
     assert calls == []
     assert ctx.cel_vars == {}
-    assert cel.compile('request.method == "GET"', "x").eval_bool(ctx)
+    assert cel.compile('request.method == "GET" && jwt.sub != "x"', "x").eval_bool(ctx)
     assert calls == ["method"]
     assert set(ctx.cel_vars) == {"request"}
 
