@@ -49,6 +49,7 @@ ROUNDS=${BENCH_ROUNDS:-$ROUNDS} DUR=${BENCH_DURATION:-$DUR}
 THREADS=1 CONNS=32   # wrk load, the same for every route
 READY_TIMEOUT=30     # seconds to wait for a server to answer
 ROUTES=(plain jwt authz ratelimit)
+PATHS=${BENCH_PATHS:-varied}  # varied: a new path per request; same: one path per route
 
 for tool in wrk nginx curl setsid timeout; do
   command -v "$tool" >/dev/null || { echo "bench-policies: '$tool' is not installed (apt-get install -y wrk nginx-light curl)" >&2; exit 1; }
@@ -228,7 +229,7 @@ EOF
   echo "host=$(nproc) cores, $(uname -sr)"
   echo "load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "mode=$ROUNDS round(s) of ${DUR}s per route, interleaved; ${WARMUP}s warm-up per route"
-  echo "wrk=wrk -t$THREADS -c$CONNS -d${DUR}s --latency, headers authorization (JWT) and x-team on every route"
+  echo "wrk=wrk -t$THREADS -c$CONNS -d${DUR}s --latency, headers authorization (JWT) and x-team on every route, paths $PATHS"
   echo "versions=$(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $("$PY" -V 2>&1)"
 } >"$RES/meta.txt"
 
@@ -256,9 +257,21 @@ expect 401 /jwt -H "${AUTH_HEADER}x" -H "$TEAM_HEADER"
 expect 403 /authz -H "$AUTH_HEADER" -H "x-team: c"
 log "checks passed: every route answers 200 with the headers; /jwt and /authz refuse without them"
 
+# Every request gets its own path (/ROUTE/1, /ROUTE/2, ...) unless BENCH_PATHS=same: CEL results
+# are remembered per distinct input, so identical requests would measure that memo, not CEL.
+cat >"$TMP/varied.lua" <<'LUA'
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, wrk.path .. "/" .. counter)
+end
+LUA
+WRK_SCRIPT=()
+if [[ $PATHS == varied ]]; then WRK_SCRIPT=(-s "$TMP/varied.lua"); fi
+
 # load ROUTE SECONDS OUT: wrk on /ROUTE with the shared headers.
 load() {
-  timeout -k 5 $(($2 + 30)) wrk -t$THREADS -c$CONNS -d"$2"s --latency \
+  timeout -k 5 $(($2 + 30)) wrk -t$THREADS -c$CONNS -d"$2"s --latency "${WRK_SCRIPT[@]}" \
     -H "$AUTH_HEADER" -H "$TEAM_HEADER" "$BASE/$1" >"$3"
 }
 

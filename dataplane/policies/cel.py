@@ -58,7 +58,7 @@ from cel_expr_python.ext import ext_math, ext_optional, ext_strings  # type: ign
 from google.protobuf import timestamp_pb2
 
 from api import errors as api_errors
-from dataplane.policies import context
+from dataplane.policies import celfast, context
 
 
 class CelError(Exception):
@@ -582,6 +582,25 @@ class _Root:
     """The fields built one by one, or None when the root is built (or taken) whole."""
 
 
+class _Failed:
+    """A remembered evaluation error (a fresh CelError is raised each time)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+_MISSING = object()
+_MEMO_TYPES = frozenset({bool, int, float, str, bytes, type(None), _Failed})
+"""Results safe to share between requests: immutable ones."""
+
+MEMO_SIZE = 4096
+"""Results remembered per expression (the table is emptied when full)."""
+MEMO_KEY_BYTES = 1024
+"""Inputs longer than this (long paths, big headers) are evaluated but not remembered."""
+
+
 def _direct_request(
     needs: dict[str, _Need],
 ) -> (
@@ -839,7 +858,17 @@ _ERROR = _T.ERROR
 class Expression:
     """A compiled, type-checked expression; evaluate it against any number of requests."""
 
-    __slots__ = ("_direct", "_plan", "_program", "needs_body", "result_type", "roots", "source")
+    __slots__ = (
+        "_direct",
+        "_fast",
+        "_memo",
+        "_plan",
+        "_program",
+        "needs_body",
+        "result_type",
+        "roots",
+        "source",
+    )
 
     def __init__(self, source: str, program: Any, needs: dict[str, _Need], result_type: str) -> None:
         self.source = source
@@ -851,7 +880,14 @@ class Expression:
         self.needs_body = any(n.body and not n.whole for n in needs.values())
         """The expression selects `request.body`: read the body into `ctx.body` first."""
         self._plan = tuple((root, _ROOTS[root].build, need) for root, need in needs.items())
+        self._fast: celfast.Fn | None = None
+        """Closures for expressions in celfast's grammar (set by `compile`), tried first."""
         self._direct = _direct_request(needs)
+        self._memo: dict[tuple[Any, ...], Any] | None = (
+            {} if self._direct is not None and "startTime" not in needs["request"].scalars else None
+        )
+        """Results by the values a direct expression reads: CEL is pure, so the same inputs give
+        the same result (JSON-like values only; `request.startTime` is never memoised)."""
         """For expressions that read only named request fields and headers (most rules): the
         field getters and header names, to build a small plain dict without the per-request
         cache (one joined program per policy rarely shares a request with another)."""
@@ -860,10 +896,22 @@ class Expression:
         return f"Expression({self.source!r})"
 
     def _value(self, ctx: context.RequestContext) -> Any:
+        fast = self._fast
+        if fast is not None:
+            try:
+                quick = fast(ctx)
+            except celfast.Fallback:
+                pass
+            else:
+                if quick is celfast.ERROR:
+                    raise CelError(f"{self.source}: no such key, or an operand of the wrong type")
+                if quick.__class__ is bool or quick.__class__ is str:
+                    return quick
         direct = self._direct
         if direct is not None:
             getters, names = direct
             request = {field: get(ctx) for field, get in getters}
+            key: tuple[Any, ...] = tuple(request.values())
             if names is not None:
                 headers = ctx.headers
                 table: dict[str, str] = {}
@@ -874,7 +922,28 @@ class Expression:
                             previous = table.get(name)
                             table[name] = value if previous is None else previous + "," + value
                 request["headers"] = table
-            return self._evaluate({"request": request})
+                key += tuple(table.items())
+            memo = self._memo
+            if memo is None:
+                return self._evaluate({"request": request})
+            found = memo.get(key, _MISSING)
+            if found is not _MISSING:
+                if found.__class__ is _Failed:
+                    raise CelError(found.message)
+                return found
+            try:
+                result: Any = self._evaluate({"request": request})
+            except CelError as exc:
+                result = _Failed(str(exc))
+            if result.__class__ in _MEMO_TYPES and (
+                sum(len(part) for part in key if part.__class__ is str) <= MEMO_KEY_BYTES
+            ):
+                if len(memo) >= MEMO_SIZE:
+                    memo.clear()
+                memo[key] = result
+            if result.__class__ is _Failed:
+                raise CelError(result.message)
+            return result
         cache = ctx.cel_vars
         if cache is None:
             cache = ctx.cel_vars = {}
@@ -978,6 +1047,7 @@ def compile(source: str, where: str) -> Expression:
             message += f" (in the expression as rewritten for default(): {rewritten!r})"
         raise api_errors.ConfigError([f"{where}: invalid CEL expression {source!r}: {message}"]) from None
     expression = Expression(source, program, _references(_tokenize(rewritten)), _type_name(program))
+    expression._fast = celfast.compile(rewritten)
     if len(_COMPILED) >= _COMPILED_LIMIT:
         _COMPILED.clear()
     _COMPILED[source] = expression

@@ -511,10 +511,10 @@ def test_roots_an_expression_does_not_reference_are_not_built(monkeypatch: pytes
     header_map = cel._header_map
     monkeypatch.setattr(cel, "_header_map", lambda hs: calls.append("headers") or header_map(hs))
     ctx = make_ctx(jwt={"sub": "alice"})
-    assert cel.compile('jwt.sub == "alice"', "x").eval_bool(ctx)
+    assert cel.compile('jwt.sub.lowerAscii() == "alice"', "x").eval_bool(ctx)
     assert calls == []
     assert ctx.cel_vars == {}
-    assert cel.compile('request.method == "GET" && jwt.sub != "x"', "x").eval_bool(ctx)
+    assert cel.compile('request.method.lowerAscii() == "get" && jwt.sub != "x"', "x").eval_bool(ctx)
     assert calls == ["method"]
     assert set(ctx.cel_vars) == {"request"}
 
@@ -527,8 +527,8 @@ def test_expressions_on_one_request_build_each_field_once(monkeypatch: pytest.Mo
     monkeypatch.setattr(cel, "_header_map", lambda hs: calls.append("headers") or header_map(hs))
     ctx = make_ctx()
     for source in [
-        'request.method == "GET"',
-        'request.method != "PUT"',
+        'request.method.lowerAscii() == "get" && size(request.headers) > 0',
+        'request.method.lowerAscii() != "put" && size(request.headers) > 0',
         "size(request.headers) > 0",
         "request.headers != {}",
     ]:
@@ -731,3 +731,62 @@ def test_default_over_generated_chains_matches_a_model(
             expr.eval(ctx)
     else:
         assert expr.eval(ctx) == expected
+
+
+def _count_engine_calls(monkeypatch: pytest.MonkeyPatch, expr: cel.Expression) -> list[int]:
+    calls = [0]
+    program = expr._program
+
+    class Counting:
+        def eval(self, **kwargs: Any) -> Any:
+            calls[0] += 1
+            return program.eval(**kwargs)
+
+    monkeypatch.setattr(expr, "_program", Counting())
+    return calls
+
+
+def test_a_request_only_expression_remembers_its_result_for_the_same_inputs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    expr = cel.compile(
+        'request.headers["x-memo"].lowerAscii() == "a" && request.path.startsWith("/memo")', "x"
+    )
+    calls = _count_engine_calls(monkeypatch, expr)
+    same = [(b"x-memo", b"a")]
+    assert expr.eval_bool(make_ctx(path="/memo/1", headers=same))
+    assert expr.eval_bool(make_ctx(path="/memo/1", headers=same))
+    assert calls == [1]
+    assert not expr.eval_bool(make_ctx(path="/memo/1", headers=[(b"x-memo", b"b")]))
+    assert not expr.eval_bool(make_ctx(path="/other", headers=same))
+    assert calls == [3]
+
+
+def test_a_remembered_error_is_raised_again_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    expr = cel.compile('int(request.headers["x-memo-n"]) > 1', "x")
+    calls = _count_engine_calls(monkeypatch, expr)
+    for _ in range(3):
+        with pytest.raises(cel.CelError):
+            expr.eval_bool(make_ctx(headers=[(b"x-memo-n", b"not a number")]))
+    assert calls == [1]
+
+
+def test_maps_lists_and_long_inputs_are_not_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    as_map = cel.compile('{"m": request.method}', "x")
+    calls = _count_engine_calls(monkeypatch, as_map)
+    first = as_map.eval(make_ctx())
+    first["m"] = "changed"
+    assert as_map.eval(make_ctx()) == {"m": "GET"}
+    assert calls == [2]
+    long_path = cel.compile('request.path.lowerAscii().endsWith("z")', "x")
+    calls = _count_engine_calls(monkeypatch, long_path)
+    path = "/" + "a" * cel.MEMO_KEY_BYTES + "z"
+    assert long_path.eval_bool(make_ctx(path=path)) and long_path.eval_bool(make_ctx(path=path))
+    assert calls == [2]
+
+
+def test_expressions_reading_the_start_time_are_never_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    expr = cel.compile("request.startTime > timestamp('2000-01-01T00:00:00Z')", "x")
+    calls = _count_engine_calls(monkeypatch, expr)
+    assert expr.eval_bool(make_ctx()) and expr.eval_bool(make_ctx())
+    assert calls == [2]
