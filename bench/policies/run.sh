@@ -238,6 +238,7 @@ start upstream nginx -p "$TMP/upstream" -e "$TMP/upstream/error.log" -c "$TMP/up
 wait_http "http://127.0.0.1:$UP_PORT/" "$STARTED_PID"
 
 start agentgw "$AGENTGW" -f "$TMP/agentgw.yaml" --workers 1
+AGW_PID=$STARTED_PID
 wait_http "http://127.0.0.1:$READY_PORT/healthz/ready" "$STARTED_PID"
 
 BASE=http://127.0.0.1:$PORT
@@ -269,10 +270,24 @@ LUA
 WRK_SCRIPT=()
 if [[ $PATHS == varied ]]; then WRK_SCRIPT=(-s "$TMP/varied.lua"); fi
 
-# load ROUTE SECONDS OUT: wrk on /ROUTE with the shared headers.
+# cpu_ticks PID: user + system CPU clock ticks the process has used (/proc/PID/stat fields 14, 15).
+cpu_ticks() {
+  awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+TICKS_PER_SECOND=$(getconf CLK_TCK)
+
+# load ROUTE SECONDS OUT: wrk on /ROUTE with the shared headers; the proxy's CPU seconds during the
+# run go to OUT with .txt replaced by .cpu (the CPU time per request does not depend on what else
+# the machine runs, unlike req/s).
 load() {
+  local before after
+  before=$(cpu_ticks "$AGW_PID")
   timeout -k 5 $(($2 + 30)) wrk -t$THREADS -c$CONNS -d"$2"s --latency "${WRK_SCRIPT[@]}" \
     -H "$AUTH_HEADER" -H "$TEAM_HEADER" "$BASE/$1" >"$3"
+  after=$(cpu_ticks "$AGW_PID")
+  if [[ $3 != /dev/null ]]; then
+    awk -v t=$((after - before)) -v hz="$TICKS_PER_SECOND" 'BEGIN { printf "%.3f\n", t / hz }' >"${3%.txt}.cpu"
+  fi
 }
 
 for r in "${ROUTES[@]}"; do
