@@ -256,7 +256,9 @@ def main(argv: list[str]) -> int:
     print()
     print("(CPU µs/req: the proxy process's user+system CPU time per request, median over the runs; CPU cost")
     print(" = 1 - plain CPU/req / route CPU/req, the throughput a saturated proxy loses to the policy, and")
-    print(" what PASS/FAIL judges: unlike req/s it does not move with other load on the machine.")
+    print(" what PASS/FAIL judges. On a shared machine it varies from run to run as well (the per-run")
+    print(" values are in the .cpu files), so judge a policy over several rounds, and see steps_micro.py")
+    print(" for the policy steps' own cost in microseconds.)")
     print(
         " req/s, p50 and p99 come from the median wrk run per route;"
         " req/s cost = 1 - route req/s / plain req/s;"
