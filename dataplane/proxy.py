@@ -23,6 +23,7 @@ from dataplane.backends import http as upstream
 from dataplane.backends import llm
 from dataplane.config import store as config_store
 from dataplane.policies import context, filters
+from dataplane.policies import transform as transform_policy
 from dataplane.server import http1, streams
 from dataplane.telemetry import accesslog, metrics
 
@@ -407,6 +408,7 @@ class Proxy:
         if (
             ex.body is not streams.EMPTY
             or (plan.ctx is not None and plan.ctx.body is not None)
+            or (policy.response_transform is not None and policy.response_transform.body is not None)
             or ex.upgrade
             or policy.retry is not None
             or policy.mirrors
@@ -693,6 +695,10 @@ class Proxy:
         if resp.status == 101 and ex.upgrade:
             await self._tunnel(ex, resp, headers)
             return
+        transform = route.policy.response_transform
+        if transform is not None and transform.body is not None and plan.ctx is not None:
+            await self._relay_transformed(ex, resp, headers, transform, plan.ctx)
+            return
         ex.start(resp.status, headers, resp.content_length())
         body = resp.body
         conn = ex.conn
@@ -709,6 +715,34 @@ class Proxy:
         except BaseException:
             resp.discard()
             raise
+        ex.end()
+
+    async def _relay_transformed(
+        self,
+        ex: http1.Exchange,
+        resp: upstream.UpstreamResponse,
+        headers: list[tuple[bytes, bytes]],
+        transform: transform_policy.ResponseTransform,
+        ctx: context.RequestContext,
+    ) -> None:
+        """A response whose body a transformation computes: read the upstream's whole body
+        (up to the buffer limit, else 502), then send the new one with its length."""
+        parts: list[bytes] = []
+        size = 0
+        try:
+            while chunk := await resp.body.read():
+                size += len(chunk)
+                if size > self._max_buffer:
+                    raise errors.UpstreamError(
+                        f"the response body is over {self._max_buffer} bytes, too big to transform"
+                    )
+                parts.append(chunk)
+        except BaseException:
+            resp.discard()
+            raise
+        body = transform.new_body(ctx, b"".join(parts))
+        ex.start(resp.status, headers, len(body))
+        ex.write(body)
         ex.end()
 
     async def _tunnel(

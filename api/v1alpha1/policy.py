@@ -23,8 +23,8 @@ http1MaxHeaders, http1IdleTimeout). Left out until the proxy implements them (ea
 unknown field): extProc, buffer, delay; the `conditional` forms of transformation, extAuth,
 rateLimit and directResponse; directResponse `bodyExpression` and `headers`; retry
 `precondition`/`condition`; jwtAuthentication `mcp`; the `expression` credential location;
-extAuth `cache`, `http.body` and `http.responseMetadata`; transformation `metadata` and
-response `body`; LLM token rate limits (local `tokens`, descriptor `unit: Tokens`); descriptor
+extAuth `cache`, `http.body` and `http.responseMetadata`; transformation `metadata`; LLM token
+rate limits (local `tokens`, descriptor `unit: Tokens`); descriptor
 `cost` and `limitOverride`; frontend tcp, tls, networkAuthorization, proxyProtocol, connect,
 accessLog, tracing and metrics. Rules whose messages list fields list the fields we have.
 """
@@ -732,8 +732,7 @@ class HeaderTransformation(base.Model):
 
 
 class ResponseTransform(base.Model):
-    """Changes to a response, computed with CEL (headers only: response bodies are not
-    transformed yet)."""
+    """Header changes computed with CEL (the part a request and a response transform share)."""
 
     __rules__ = (base.at_least_one_field_set(("set", "add", "remove")),)
 
@@ -760,7 +759,7 @@ class ResponseTransform(base.Model):
 
 
 class Transform(ResponseTransform):
-    """Changes to a request, computed with CEL."""
+    """Changes to a request or a response, computed with CEL."""
 
     __rules__ = (base.at_least_one_field_set(("set", "add", "remove", "body")),)
 
@@ -777,8 +776,8 @@ class Transformation(base.Model):
     request: Transform | None = None
     """Changes to the request before it is forwarded."""
 
-    response: ResponseTransform | None = None
-    """Changes to the response before it is returned."""
+    response: Transform | None = None
+    """Changes to the response before it is returned (a `body` reads `response.body`)."""
 
 
 class Traffic(base.Model):

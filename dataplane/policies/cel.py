@@ -556,6 +556,8 @@ def _build_response(ctx: context.RequestContext, cache: dict[str, Any], need: _N
         built["code"] = response[0]
     if need.headers and not built.all_headers:
         _fill_headers(built, response[1], need.header_names)
+    if need.body and ctx.response_body is not None:
+        built["body"] = ctx.response_body
     return built
 
 
@@ -623,7 +625,7 @@ def _direct_request(
 _HEADER_ROOTS = frozenset({"request", "response"})
 _ROOTS: dict[str, _Root] = {
     "request": _Root(_build_request, frozenset({*_REQUEST_FIELDS, "headers", "body"})),
-    "response": _Root(_build_response, frozenset({"code", "headers"})),
+    "response": _Root(_build_response, frozenset({"code", "headers", "body"})),
     "source": _Root(_build_source),
     "jwt": _Root(_attribute("jwt")),
     "apiKey": _Root(_attribute("api_key")),

@@ -60,6 +60,7 @@ class RequestContext:
         "metadata",
         "path",
         "response",
+        "response_body",
         "response_headers",
         "route",
         "services",
@@ -99,6 +100,8 @@ class RequestContext:
         """Headers policies add to the client's response."""
         self.response: tuple[int, list[tuple[bytes, bytes]]] | None = None
         """The upstream's status and headers, during response-phase policies."""
+        self.response_body: bytes | None = None
+        """The upstream's whole body, when a response transformation reads it."""
         self.body: bytes | None = None
         """The request body (or its first bytes) when a step read it (ext_authz with
         includeRequestBody, a transformation of the body). The proxy forwards this instead of

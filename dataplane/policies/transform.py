@@ -7,8 +7,9 @@ responses, a `ResponseTransform` the proxy applies to the upstream's headers.
 Order (agentgateway's): replace, then set, add, remove. A value whose expression fails to
 evaluate, or that contains CR/LF/NUL, is left out (logged at debug level): a transformation
 never fails a request. `replace` keeps the Host header unless the map sets one. A request
-`body` replaces the client's body (which is read and dropped first), so such routes leave the
-fast lane. Response bodies are not transformed (a config error says so).
+`body` replaces the client's body (which is read and dropped first); a response `body` is
+computed from the upstream's whole body (`response.body`). Either takes the route off the fast
+lane.
 """
 
 from __future__ import annotations
@@ -155,16 +156,33 @@ class _RequestTransform:
 
 
 class ResponseTransform:
-    """Response header transformation; `ctx.response` is set while it runs."""
+    """Response transformation; `ctx.response` (and `ctx.response_body` for `body`) is set
+    while it runs. With `body`, the proxy reads the upstream's whole body (up to the buffer
+    limit) before answering, so such routes leave the fast lane and do not stream."""
 
-    __slots__ = ("ops",)
+    __slots__ = ("body", "ops")
 
     def __init__(self, t: pb.Transform, where: str, compile_expr: ExpressionCompiler) -> None:
-        if t.body:
-            raise errors.ConfigError([f"{where}.body: response body transformations are not supported yet"])
         self.ops = _HeaderOps(t, where, compile_expr)
+        self.body: Evaluator | None = compile_expr(t.body, f"{where}.body") if t.body else None
 
     def apply(self, ctx: context.RequestContext, status: int, headers: Headers) -> Headers:
         ctx.response = (status, headers)
         ctx.invalidate("response")
         return self.ops.apply(ctx, headers)
+
+    def new_body(self, ctx: context.RequestContext, body: bytes) -> bytes:
+        """The transformed body (the upstream's when the expression fails)."""
+        assert self.body is not None
+        ctx.response_body = body
+        ctx.invalidate("response")
+        try:
+            value = self.body.eval(ctx)
+        except Exception as exc:
+            log.debug("response body transformation %r failed: %s", self.body.source, exc)
+            return body
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, str):
+            return value.encode()
+        return orjson.dumps(value)

@@ -143,6 +143,14 @@ jwtAuth:
                     "  response:\n    add: {x-served-by: '\"agentgw\"'}",
                 ),
                 _route("passthrough", "/pass", jwt_policy, backend="backend: pass"),
+                _route(
+                    "response-body",
+                    "/wrap",
+                    "transformations:\n"
+                    "  response:\n"
+                    "    set: {content-type: '\"application/json\"'}\n"
+                    '    body: \'toJson({"seen": json(response.body).path, "code": response.code})\'',
+                ),
             ]
         ).replace("{up}", up.address)
         config = (
@@ -292,3 +300,10 @@ async def test_transformations_set_and_remove_request_headers_and_add_response_h
     assert seen["headers"]["x-path"] == "/transform/x!"
     assert "x-drop" not in seen["headers"]
     assert headers["x-served-by"] == "agentgw"
+
+
+async def test_a_response_body_transformation_rewrites_the_body_from_the_upstreams(setup: Setup) -> None:
+    status, headers, body = await setup.get("/wrap/me")
+    assert status == 200
+    assert body == {"seen": "/wrap/me", "code": 200}
+    assert int(headers["content-length"]) == len(json.dumps(body, separators=(",", ":")))
