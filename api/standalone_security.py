@@ -285,7 +285,8 @@ class RateLimitSpec(Model):
     max_tokens: Annotated[int, pydantic.Field(ge=1)] = pydantic.Field(alias="maxTokens")
     tokens_per_fill: Annotated[int, pydantic.Field(ge=1)] = pydantic.Field(alias="tokensPerFill")
     fill_interval: Duration = pydantic.Field(alias="fillInterval")
-    type: Literal["requests"] = "requests"
+    type: Literal["requests", "tokens"] = "requests"
+    """`tokens`: an LLM token budget, charged with the usage each response reports."""
     key: str | None = None
     """agentgw extension: a CEL expression; one bucket per distinct value."""
 
@@ -304,7 +305,7 @@ def _local_rate_limit(specs: list[RateLimitSpec]) -> pb.LocalRateLimits:
                 max_tokens=s.max_tokens,
                 tokens_per_fill=s.tokens_per_fill,
                 fill_interval=_duration(s.fill_interval),
-                unit=pb.RATE_LIMIT_REQUESTS,
+                unit=pb.RATE_LIMIT_TOKENS if s.type == "tokens" else pb.RATE_LIMIT_REQUESTS,
                 key=s.key or "",
             )
             for s in specs

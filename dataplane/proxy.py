@@ -22,7 +22,7 @@ from dataplane import errors, routing, tables
 from dataplane.backends import http as upstream
 from dataplane.backends import llm
 from dataplane.config import store as config_store
-from dataplane.policies import context, filters
+from dataplane.policies import context, filters, usage
 from dataplane.policies import transform as transform_policy
 from dataplane.server import http1, streams
 from dataplane.telemetry import accesslog, metrics
@@ -409,6 +409,7 @@ class Proxy:
             ex.body is not streams.EMPTY
             or (plan.ctx is not None and plan.ctx.body is not None)
             or (policy.response_transform is not None and policy.response_transform.body is not None)
+            or (plan.ctx is not None and plan.ctx.usage_hooks is not None)
             or ex.upgrade
             or policy.retry is not None
             or policy.mirrors
@@ -702,6 +703,8 @@ class Proxy:
         ex.start(resp.status, headers, resp.content_length())
         body = resp.body
         conn = ex.conn
+        hooks = plan.ctx.usage_hooks if plan.ctx is not None else None
+        sniffer = usage.Sniffer() if hooks else None
         try:
             while True:
                 if not body.ready:
@@ -709,6 +712,8 @@ class Proxy:
                 chunk = await body.read()
                 if not chunk:
                     break
+                if sniffer is not None:
+                    sniffer.feed(chunk)
                 ex.write(chunk)
                 if conn.write_paused:
                     await conn.drain()
@@ -716,6 +721,8 @@ class Proxy:
             resp.discard()
             raise
         ex.end()
+        if hooks and sniffer is not None:
+            _charge(hooks, sniffer)
 
     async def _relay_transformed(
         self,
@@ -740,7 +747,12 @@ class Proxy:
         except BaseException:
             resp.discard()
             raise
-        body = transform.new_body(ctx, b"".join(parts))
+        upstream_body = b"".join(parts)
+        if ctx.usage_hooks:
+            sniffer = usage.Sniffer()
+            sniffer.feed(upstream_body)
+            _charge(ctx.usage_hooks, sniffer)
+        body = transform.new_body(ctx, upstream_body)
         ex.start(resp.status, headers, len(body))
         ex.write(body)
         ex.end()
@@ -799,6 +811,14 @@ class Proxy:
             log.debug("mirror to %s failed: %s", target.address, exc)
             return
         self._stats.upstream_call_duration.observe((target.name, "mirror"), time.monotonic() - started)
+
+
+def _charge(hooks: list[Any], sniffer: usage.Sniffer) -> None:
+    """Charge token-based rate limits with the usage the response reported (none: nothing)."""
+    tokens = sniffer.total()
+    if tokens:
+        for hook in hooks:
+            hook(tokens)
 
 
 class _NoServices:

@@ -64,6 +64,7 @@ class RequestContext:
         "response_headers",
         "route",
         "services",
+        "usage_hooks",
     )
 
     def __init__(
@@ -107,6 +108,9 @@ class RequestContext:
         includeRequestBody, a transformation of the body). The proxy forwards this instead of
         reading the stream again; when `body_complete` is False the rest still follows."""
         self.body_complete = False
+        self.usage_hooks: list[Callable[[int], None]] | None = None
+        """Called with the tokens the response used (token-based rate limits); the proxy then
+        reads the usage out of the response body."""
         self.cel_vars: dict[str, Any] | None = None
         """CEL variables built so far for this request (built lazily, per root)."""
 

@@ -18,8 +18,10 @@ gRPC and the event loop). OVER_LIMIT becomes 429 with the service's headers and 
 the service's request headers to the upstream request; a failing service fails closed (500)
 unless `fail_open`.
 
-Only request counting is implemented: limits of unit RATE_LIMIT_TOKENS (LLM token budgets) are
-rejected as configuration errors.
+Local limits of unit RATE_LIMIT_TOKENS are LLM token budgets: a request passes while its buckets
+have tokens, and the tokens its response used (read by the proxy from the response body,
+`dataplane.policies.usage`) are charged afterwards. Remote token descriptors are not supported
+(a configuration error says so).
 """
 
 from __future__ import annotations
@@ -275,11 +277,10 @@ def compile_local(msg: pb.LocalRateLimits, where: str, compile_expr: ExpressionC
     """Compile a LocalRateLimits policy; ConfigError names each invalid field under `where`."""
     problems: list[str] = []
     limits: list[_Limit] = []
+    token_limits: list[_Limit] = []
     for i, spec in enumerate(msg.limits):
         at = f"{where}.limits[{i}]"
         bad = len(problems)
-        if spec.unit == pb.RATE_LIMIT_TOKENS:
-            problems.append(f"{at}.type: {_TOKENS_UNSUPPORTED}")
         if spec.max_tokens < 1:
             problems.append(f"{at}.maxTokens: must be at least 1")
         if spec.tokens_per_fill < 1:
@@ -298,12 +299,51 @@ def compile_local(msg: pb.LocalRateLimits, where: str, compile_expr: ExpressionC
             limit = _LIVE.get(same)
             if limit is None:
                 limit = _LIVE[same] = _Limit(spec.max_tokens, spec.tokens_per_fill, interval, key, MAX_KEYS)
-            limits.append(limit)
+            (token_limits if spec.unit == pb.RATE_LIMIT_TOKENS else limits).append(limit)
     if not msg.limits:
         problems.append(f"{where}.limits: at least one limit is required")
     if problems:
         raise errors.ConfigError(problems)
-    return _LocalStep(limits)
+    if not token_limits:
+        return _LocalStep(limits)
+    return _TokenStep(_LocalStep(limits) if limits else None, token_limits)
+
+
+class _TokenStep:
+    """Token budgets (LLM usage): a request passes while every bucket has tokens left, and its
+    response's usage is taken from the buckets afterwards (they may go below zero, which holds
+    the next requests back until refills cover the debt). Request limits of the same policy run
+    first."""
+
+    __slots__ = ("limits", "requests")
+
+    def __init__(self, requests: _LocalStep | None, limits: list[_Limit]) -> None:
+        self.requests = requests
+        self.limits = limits
+
+    def __call__(self, ctx: context.RequestContext) -> None:
+        if self.requests is not None:
+            self.requests(ctx)
+        now = clock()
+        buckets: list[_Bucket] = []
+        for limit in self.limits:
+            b = limit.bucket(ctx, now)
+            limit.refill(b, now)
+            if b.tokens <= 0:
+                raise limit.refusal(b, now)
+            buckets.append(b)
+
+        def charge(tokens: int) -> None:
+            at = clock()
+            for limit, b in zip(self.limits, buckets, strict=True):
+                limit.refill(b, at)
+                b.tokens -= tokens
+
+        if ctx.usage_hooks is None:
+            ctx.usage_hooks = [charge]
+        else:
+            ctx.usage_hooks.append(charge)
+        return None
 
 
 # ------------------------------------------------------------------------------------------

@@ -307,3 +307,26 @@ async def test_a_response_body_transformation_rewrites_the_body_from_the_upstrea
     assert status == 200
     assert body == {"seen": "/wrap/me", "code": 200}
     assert int(headers["content-length"]) == len(json.dumps(body, separators=(",", ":")))
+
+
+async def test_a_token_budget_charges_the_usage_llm_responses_report(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    async def chat(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"choices": [], "usage": {"total_tokens": 60}})
+
+    async with harness.Upstream(handler=chat) as up:
+        port = harness.free_port()
+        budget = "{maxTokens: 100, tokensPerFill: 100, fillInterval: 60s, type: tokens}"
+        policies = f"        localRateLimit: [{budget}]\n"
+        gw = harness.GatewayProcess(tmp_path, harness.simple_config(port, up.address, policies)).start()
+        try:
+            statuses = []
+            for _ in range(3):
+                async with harness.client() as c, c.post(gw.url(port, "/v1/chat/completions"), json={}) as r:
+                    await r.read()
+                    statuses.append(r.status)
+            assert statuses == [200, 200, 429]  # 100 tokens: 60 used, then 120 (admitted at 40 left)
+        finally:
+            gw.stop()

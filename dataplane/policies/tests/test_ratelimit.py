@@ -259,12 +259,46 @@ def test_recompiling_an_unchanged_policy_keeps_its_buckets(clock: Clock) -> None
     assert passes(moved)
 
 
-def test_a_local_limit_in_tokens_is_a_config_error_naming_its_path() -> None:
-    limit = bucket()
+def _tokens(max_tokens: int, per_fill: int, every: float) -> pb.LocalRateLimit:
+    limit = bucket(max_tokens=max_tokens, per_fill=per_fill, every=every)
     limit.unit = pb.RATE_LIMIT_TOKENS
-    with pytest.raises(errors.ConfigError) as caught:
-        local(bucket(), limit)
-    assert caught.value.problems == ["policy.limits[1].type: tokens are not supported by agentgw yet"]
+    return limit
+
+
+def _spend(step: context.Step, tokens: int) -> None:
+    ctx = request()
+    assert step(ctx) is None
+    assert ctx.usage_hooks is not None
+    for hook in ctx.usage_hooks:
+        hook(tokens)
+
+
+def test_a_token_budget_admits_requests_while_tokens_remain_and_charges_what_responses_used(
+    clock: Clock,
+) -> None:
+    step = local(_tokens(max_tokens=100, per_fill=100, every=60.0))
+    _spend(step, 60)
+    _spend(step, 60)  # 40 left when it started: admitted, and the budget goes below zero
+    refusal = refused(step)
+    assert dict(refusal.headers)[b"retry-after"] == b"60"
+    clock.now += 60  # one fill of 100 pays the debt of 20 and leaves 80
+    _spend(step, 10)
+    assert passes(step)
+
+
+def test_a_request_limit_and_a_token_budget_in_one_policy_both_apply(clock: Clock) -> None:
+    step = local(
+        bucket(max_tokens=2, per_fill=1, every=60.0), _tokens(max_tokens=1000, per_fill=1000, every=60.0)
+    )
+    _spend(step, 5)
+    _spend(step, 5)
+    assert isinstance(refused(step), errors.RateLimited)  # the request limit, not the tokens
+
+
+def test_a_response_without_usage_is_not_charged(clock: Clock) -> None:
+    step = local(_tokens(max_tokens=1, per_fill=1, every=60.0))
+    for _ in range(3):
+        assert passes(step)  # no usage reported: nothing charged
 
 
 def test_invalid_bucket_parameters_are_config_errors_naming_each_field() -> None:
