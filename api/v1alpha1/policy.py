@@ -23,8 +23,8 @@ http1MaxHeaders, http1IdleTimeout). Left out until the proxy implements them (ea
 unknown field): extProc, buffer, delay; the `conditional` forms of transformation, extAuth,
 rateLimit and directResponse; directResponse `bodyExpression` and `headers`; retry
 `precondition`/`condition`; jwtAuthentication `mcp`; the `expression` credential location;
-extAuth `cache`, `http.body` and `http.responseMetadata`; transformation `metadata`; LLM token
-rate limits (local `tokens`, descriptor `unit: Tokens`); descriptor
+extAuth `cache`, `http.body` and `http.responseMetadata`; transformation `metadata`; token
+descriptors for the global rate limit (`unit: Tokens`); descriptor
 `cost` and `limitOverride`; frontend tcp, tls, networkAuthorization, proxyProtocol, connect,
 accessLog, tracing and metrics. Rules whose messages list fields list the fields we have.
 """
@@ -617,10 +617,17 @@ class ExtAuth(base.Model):
 
 
 class LocalRateLimit(base.Model):
-    """A token bucket counted by each proxy process (no coordination between replicas)."""
+    """A token bucket counted by each proxy process (no coordination between replicas), of
+    requests or of LLM tokens (charged with the usage each response reports)."""
 
-    requests: Annotated[int, pydantic.Field(ge=1)]
-    """Requests allowed per `unit`; more get 429. Required."""
+    __rules__ = (base.exactly_one_of("requests", "tokens"),)
+
+    requests: Annotated[int, pydantic.Field(ge=1)] | None = None
+    """Requests allowed per `unit`; more get 429."""
+
+    tokens: Annotated[int, pydantic.Field(ge=1)] | None = None
+    """LLM tokens allowed per `unit`: a request passes while tokens remain, and its response's
+    reported usage is then charged."""
 
     unit: Literal["Seconds", "Minutes", "Hours"]
     """The period of the limit. Required."""

@@ -478,10 +478,10 @@ def _rate_limits(r: agwpolicy.RateLimits, out: pb.TrafficPolicy, where: str, wor
         for limit in r.local:
             out.local_rate_limit.limits.append(
                 pb.LocalRateLimit(
-                    max_tokens=limit.requests + (limit.burst or 0),
-                    tokens_per_fill=limit.requests,
+                    max_tokens=(limit.requests or limit.tokens or 0) + (limit.burst or 0),
+                    tokens_per_fill=limit.requests or limit.tokens or 0,
                     fill_interval=duration_pb2.Duration(seconds=_UNIT_SECONDS[limit.unit]),
-                    unit=pb.RATE_LIMIT_REQUESTS,
+                    unit=pb.RATE_LIMIT_REQUESTS if limit.requests is not None else pb.RATE_LIMIT_TOKENS,
                 )
             )
     g = r.global_
