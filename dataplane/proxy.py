@@ -266,7 +266,10 @@ class Proxy:
         try:
             if plan.pending is not None:
                 pending, plan.pending = plan.pending, None
-                await pending
+                try:
+                    await pending
+                except errors.PolicyError as exc:
+                    raise _with_cors(exc, plan.extra_response) from exc.__cause__
                 if not self._shape(ex, plan):
                     return
             await self._forward(ex, info, plan)
@@ -347,7 +350,10 @@ class Proxy:
             return _Plan(route, match, authority, ex.headers, path, extra_response, None)
         ctx = context.RequestContext(ex, self._services, ex.headers, path, listener.name, route.name)
         plan = _Plan(route, match, authority, ex.headers, path, extra_response, ctx)
-        plan.pending = context.run(policy.steps, ctx)
+        try:
+            plan.pending = context.run(policy.steps, ctx)
+        except errors.PolicyError as exc:
+            raise _with_cors(exc, extra_response) from exc.__cause__
         return plan
 
     def _shape(self, ex: http1.Exchange, plan: _Plan) -> bool:
@@ -811,6 +817,13 @@ class Proxy:
             log.debug("mirror to %s failed: %s", target.address, exc)
             return
         self._stats.upstream_call_duration.observe((target.name, "mirror"), time.monotonic() - started)
+
+
+def _with_cors(exc: errors.PolicyError, cors: list[tuple[bytes, bytes]]) -> errors.PolicyError:
+    """A policy refusal carries the route's CORS response headers, so a browser can read it."""
+    if cors:
+        exc.headers = (*exc.headers, *cors)
+    return exc
 
 
 def _charge(hooks: list[Any], sniffer: usage.Sniffer) -> None:

@@ -143,6 +143,7 @@ jwtAuth:
                     "  response:\n    add: {x-served-by: '\"agentgw\"'}",
                 ),
                 _route("passthrough", "/pass", jwt_policy, backend="backend: pass"),
+                _route("cors-jwt", "/cors", jwt_policy + "cors: {allowOrigins: ['https://app.example']}"),
                 _route(
                     "response-body",
                     "/wrap",
@@ -330,3 +331,10 @@ async def test_a_token_budget_charges_the_usage_llm_responses_report(tmp_path: P
             assert statuses == [200, 200, 429]  # 100 tokens: 60 used, then 120 (admitted at 40 left)
         finally:
             gw.stop()
+
+
+async def test_a_refusal_carries_the_routes_cors_headers_so_browsers_can_read_it(setup: Setup) -> None:
+    status, headers, _ = await setup.get("/cors", headers={"origin": "https://app.example"})
+    assert status == 401
+    assert headers["access-control-allow-origin"] == "https://app.example"
+    assert headers["www-authenticate"].startswith("Bearer")
