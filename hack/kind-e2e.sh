@@ -20,12 +20,11 @@
 #
 # Needs: docker (a running daemon), kind, kubectl, helm (`make tools`), curl, python3.
 #
-# There is no Dockerfile in this repository: build an image yourself and name it in AGENTGW_IMAGE.
-# It must hold both programs on PATH (`agentgw-controller`, `agentgw-proxy`; `pip install .`
-# provides them) and `python3`, and run as a non-root user with a read-only root filesystem (the
-# chart sets uid 10101, readOnlyRootFilesystem, an emptyDir on /tmp). For example:
+# Build the image from the repository's Dockerfile first (it holds both programs on PATH and
+# `python3`, and runs as uid 10101 as the chart and the deployer expect, with a read-only root
+# filesystem and an emptyDir on /tmp):
 #
-#   AGENTGW_IMAGE=agentgw:dev hack/kind-e2e.sh
+#   docker build -t agentgw:dev . && AGENTGW_IMAGE=agentgw:dev hack/kind-e2e.sh
 #
 # The image is loaded into kind, so it need not be in a registry; use a name:tag reference (not a
 # digest). The chart gets it as image.registry="" image.repository=<name> image.tag=<tag>.
