@@ -182,7 +182,9 @@ async def _run_kubernetes(args: argparse.Namespace) -> int:
         controller_name=args.controller_name,
         debounce=args.debounce,
         deploy=None if args.leader_elect else proxies.sync,
+        rejections=ads.rejections,
     )
+    ads.on_nack = reconciler.poke
     classes = [c.strip() for c in args.gateway_classes.split(",") if c.strip()]
     elector: leader.Elector | None = None
     if args.leader_elect:

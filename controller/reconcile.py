@@ -49,8 +49,12 @@ class Reconciler:
         retry_after: float = 2.0,
         clock: Callable[[], datetime.datetime] = _now,
         deploy: Deploy | None = None,
+        rejections: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         self.objects = objects
+        self.rejections = rejections
+        """Resource key -> why a proxy rejects it (the xDS server's NACKs); reported in the
+        status of the policy that produced it. None: not reported."""
         self.deploy = deploy
         """Applies each Gateway's proxy objects (controller.k8s.deploy); None: not deployed."""
         self.snapshots = snapshots
@@ -68,6 +72,10 @@ class Reconciler:
         """Write statuses and deploy with these from the next pass on (None: not), which starts now."""
         self.write_status = write_status
         self.deploy = deploy
+        self._poked.set()
+
+    def poke(self) -> None:
+        """Run a pass soon even though no object changed (a proxy rejected resources)."""
         self._poked.set()
 
     def translate_store(self) -> translate.Output:
@@ -114,6 +122,8 @@ class Reconciler:
         ok = True
         if self.deploy is not None:
             ok = await self.deploy(self.objects, [(k.namespace, k.name) for k in output.resources])
+        if self.rejections is not None:
+            report_rejections(output, self.rejections())
         for ref, ours in self.changed_statuses(output):
             try:
                 await self.write_status(ref.group, ref.kind, ref.namespace, ref.name, ours)
@@ -152,3 +162,34 @@ class Reconciler:
         except Exception:
             log.exception("reconcile failed")
             return False
+
+
+POLICY_KIND = ("agentgateway.dev", "AgentgatewayPolicy")
+MESSAGE_LIMIT = 1024
+
+
+def report_rejections(output: translate.Output, rejections: Mapping[str, str]) -> None:
+    """Mark the AgentgatewayPolicies whose Policy resources a proxy rejects: every ancestor's
+    Accepted becomes False/Invalid with the proxy's reason (the translator cannot see errors only
+    the proxy finds, such as a CEL expression that parses but does not type-check). An Accepted
+    the translator already set to False keeps its message, which names the policy's own field."""
+    by_policy: dict[translate.ObjectRef, str] = {}
+    for key, why in sorted(rejections.items()):
+        parts = key.split("/")
+        if len(parts) > 3 and parts[0] == "policy":
+            ref = translate.ObjectRef(*POLICY_KIND, parts[1], parts[2])
+            by_policy.setdefault(ref, why)
+    for ref, why in by_policy.items():
+        stanza = output.statuses.get(ref)
+        if not stanza:
+            continue
+        message = f"rejected by the proxy: {why}"[:MESSAGE_LIMIT]
+        ancestors = []
+        for ancestor in stanza.get("ancestors", ()):
+            conditions = []
+            for c in ancestor.get("conditions", ()):
+                if c.get("type") == "Accepted" and c.get("status") != "False":  # keep our own finding
+                    c = {**c, "status": "False", "reason": "Invalid", "message": message}
+                conditions.append(c)
+            ancestors.append({**ancestor, "conditions": conditions})
+        output.statuses[ref] = {**stanza, "ancestors": ancestors}

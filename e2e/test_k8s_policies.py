@@ -637,6 +637,35 @@ def test_a_new_policy_with_a_cel_typo_does_not_leave_its_route_open(env: Env) ->
         wait_for("the proxy to drop the policy", lambda: not env.applied("typo"))
 
 
+def test_an_expression_only_the_proxy_rejects_is_reported_in_the_policy_status(env: Env) -> None:
+    # Parses (the controller's check passes) but names an unknown variable: the proxy's type check
+    # rejects it, puts a deny-all stand-in on the route, and the controller reports the NACK.
+    try:
+        env.cluster.apply(
+            policy(
+                "unknown-var",
+                "HTTPRoute",
+                "inherit",
+                traffic={
+                    "authorization": {
+                        "action": "Require",
+                        "policy": {"matchExpressions": ['nope.sub == "x"']},
+                    }
+                },
+            )
+        )
+        entry = wait_for_ancestor(
+            env.cluster, "unknown-var", lambda c: has_status(c.get("Accepted"), "False", "Invalid")
+        )
+        message = conditions(entry)["Accepted"]["message"]
+        assert message.startswith("rejected by the proxy: ") and "nope" in message
+        assert env.status("/inherit") == 403
+        assert env.status("/") == 200
+    finally:
+        env.cluster.delete("agentgatewaypolicy", "unknown-var")
+        wait_for("the proxy to drop the policy", lambda: not env.applied("unknown-var"))
+
+
 def test_the_proxy_config_dump_does_not_show_api_keys(env: Env) -> None:
     wait_for("the key policy in the proxy", lambda: env.applied("keys"))
     with urllib.request.urlopen(env.proxy.admin_url("/config_dump"), timeout=5) as r:

@@ -181,3 +181,26 @@ async def test_the_loop_debounces_changes_and_retries_failed_writes() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+def test_a_policy_a_proxy_rejects_shows_accepted_false_with_the_proxys_reason() -> None:
+    ref = translate.ObjectRef("agentgateway.dev", "AgentgatewayPolicy", "ns", "auth")
+    other = translate.ObjectRef("agentgateway.dev", "AgentgatewayPolicy", "ns", "fine")
+    accepted = {"type": "Accepted", "status": "True", "reason": "Valid", "message": "Policy accepted"}
+    attached = {
+        "type": "Attached",
+        "status": "True",
+        "reason": "Attached",
+        "message": "Attached to all targets",
+    }
+    stanza = {"ancestors": [{"ancestorRef": {"name": "gw"}, "conditions": [accepted, attached]}]}
+    output = translate.Output(resources={}, statuses={ref: stanza, other: stanza})
+    reconcile.report_rejections(
+        output, {"policy/ns/auth/route/bind/80/http/ns/r/0": "invalid CEL expression (proxy p1)", "r1": "x"}
+    )
+    conditions = {c["type"]: c for c in output.statuses[ref]["ancestors"][0]["conditions"]}
+    assert conditions["Accepted"]["status"] == "False"
+    assert conditions["Accepted"]["reason"] == "Invalid"
+    assert conditions["Accepted"]["message"] == "rejected by the proxy: invalid CEL expression (proxy p1)"
+    assert conditions["Attached"] == attached
+    assert output.statuses[other] == stanza

@@ -372,3 +372,16 @@ def test_deleting_a_resource_the_proxy_refused_still_sends_its_removal() -> None
         entries={n: e for n, e in snap.entries.items() if n != "a-route1"}, version="2"
     )
     assert state.diff(smaller) == ([], ["a-route1"])  # the proxy may hold a fail-closed stand-in
+
+
+def test_the_server_reports_which_resources_a_connected_proxy_rejects_and_why() -> None:
+    snap = snapshot.build(fx.gateway("a-"))
+    ads = server.DeltaAds(source=None)  # type: ignore[arg-type]
+    state = server.StreamState(stream_id=1, node_id="proxy-1", gateway=GW_A)
+    ads.streams[1] = state
+    state.update_subscription(request(), first=True)
+    state.record_push("1", *state.diff(snap))
+    state.nack("1", "a-route1: invalid CEL expression 'x': undeclared reference")
+    assert ads.rejections() == {
+        "a-route1": "invalid CEL expression 'x': undeclared reference (proxy proxy-1)"
+    }

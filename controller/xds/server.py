@@ -40,7 +40,7 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import grpc  # type: ignore[import-untyped]
@@ -257,6 +257,25 @@ class DeltaAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self._no_streams.set()
         self._stream_ids = itertools.count(1)
         self._nonces = itertools.count(1)
+        self.on_nack: Callable[[], None] | None = None
+        """Called after a proxy rejects resources (the reconciler reports them in statuses)."""
+
+    def rejections(self) -> dict[str, str]:
+        """Resource name -> why a connected proxy rejects its current version ("<reason> (proxy
+        <node id>)"), for every resource some open stream has NACKed and not accepted since."""
+        out: dict[str, str] = {}
+        for state in self.streams.values():
+            if not state.rejected:
+                continue
+            reasons: dict[str, str] = {}
+            for nack in state.nacks:  # oldest first: later NACKs overwrite
+                for line in nack.message.splitlines():
+                    name, sep, why = line.partition(": ")
+                    if sep and name in state.rejected:
+                        reasons[name] = why
+            for name in state.rejected:
+                out.setdefault(name, f"{reasons.get(name, 'rejected')} (proxy {state.node_id})")
+        return out
 
     async def close_streams(self) -> None:
         """End every open stream with status OK (proxies reconnect) and wait until they are gone.
@@ -358,6 +377,8 @@ class DeltaAds(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 log.warning(
                     "proxy %s rejected push %s (%s): %s", state.node_id, nack.nonce, names, nack.message
                 )
+                if self.on_nack is not None and nack.names:
+                    self.on_nack()
             else:
                 latency = state.ack(request.response_nonce)
                 self.stats.acks.inc(labels)
