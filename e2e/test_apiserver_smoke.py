@@ -15,76 +15,33 @@ tests are skipped only when neither the binaries nor a Go toolchain to build the
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "hack" / "apiserver.sh"
-CRDS = REPO / "crds"
+from e2e import k8s
+
+REPO = k8s.REPO
+SCRIPT = k8s.SCRIPT
+CRDS = k8s.CRDS
 INVALID = REPO / "api" / "tests" / "testdata" / "invalid"
 SEED = REPO / "api" / "tests" / "testdata" / "valid" / "seed-001-openai.yaml"
 
-_BUILT = subprocess.run(["bash", str(SCRIPT), "built"], check=False).returncode == 0
 # The fixture's first use may include the one-time build; once cached, `up` takes seconds.
-pytestmark = pytest.mark.timeout(60 if _BUILT else 3600)
-
-
-def _script_env() -> dict[str, str]:
-    out = subprocess.run(["bash", str(SCRIPT), "env"], check=True, capture_output=True, text=True).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-@dataclass
-class Cluster:
-    kubeconfig: Path
-    kubectl_bin: Path
-    version: str
-
-    def kubectl(
-        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 30
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and proc.returncode != 0:
-            pytest.fail(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-        return proc
+pytestmark = k8s.timeout(60)
+Cluster = k8s.Cluster
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if not _BUILT and shutil.which("go") is None:
-        pytest.skip("no Go toolchain to build kube-apiserver (and no cached binaries)")
-    env = {**os.environ, "AGENTGW_APISERVER_DIR": str(tmp_path_factory.mktemp("apiserver") / "state")}
-    up = subprocess.run(
-        ["bash", str(SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=3500, check=False
-    )
-    try:
-        if up.returncode != 0:
-            pytest.fail(f"hack/apiserver.sh up failed ({up.returncode}):\n{up.stderr[-4000:]}")
-        kubeconfig = Path(up.stdout.splitlines()[-1])
-        assert kubeconfig.is_file(), up.stdout
-        info = _script_env()
-        yield Cluster(kubeconfig, Path(info["KUBECTL"]), info["K8S_VERSION"])
-    finally:
-        down = subprocess.run(
-            ["bash", str(SCRIPT), "down"], env=env, capture_output=True, text=True, timeout=60, check=False
-        )
-        assert down.returncode == 0, down.stderr
-        assert not Path(env["AGENTGW_APISERVER_DIR"]).exists()
+    state = tmp_path_factory.mktemp("apiserver") / "state"
+    with k8s.apiserver(state) as c:
+        yield c
+    assert not state.exists()  # `down` removed the state directory
 
 
 def install_crds(cluster: Cluster, directory: Path) -> list[str]:

@@ -29,10 +29,9 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "hack" / "apiserver.sh"
-GATEWAY_API = REPO / "e2e" / "gateway-api"
-CHART = REPO / "charts" / "agentgw"
+from e2e import k8s
+
+CHART = k8s.REPO / "charts" / "agentgw"
 RELEASE = "agentgw"
 NS = "agentgw-system"
 CONTROLLER_NAME = "agentgateway.dev/agentgateway"
@@ -48,40 +47,17 @@ def _helm_binary() -> str | None:
 
 
 HELM = _helm_binary()
-_BUILT = subprocess.run(["bash", str(SCRIPT), "built"], check=False).returncode == 0
 pytestmark = [
-    pytest.mark.timeout(180 if _BUILT else 3600),
+    k8s.timeout(180),
     pytest.mark.skipif(HELM is None, reason="no helm binary on PATH or in ~/go/bin (`make tools` builds it)"),
 ]
 
 
 @dataclass
-class Cluster:
-    kubeconfig: Path
-    kubectl_bin: Path
+class Cluster(k8s.Cluster):
+    """The shared kubectl wrapper, plus helm with its own temporary config, cache and data dirs."""
+
     helm_env: dict[str, str] = field(default_factory=dict)
-
-    def kubectl(
-        self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 30
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig), "--request-timeout=20s", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and proc.returncode != 0:
-            pytest.fail(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-        return proc
-
-    def get(self, kind: str, name: str, namespace: str | None = NS) -> dict[str, Any]:
-        """The object, or {} if it does not exist."""
-        ns = ["-n", namespace] if namespace else []
-        proc = self.kubectl("get", kind, name, *ns, "-o", "json", check=False)
-        out: dict[str, Any] = json.loads(proc.stdout) if proc.returncode == 0 else {}
-        return out
 
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         assert HELM is not None
@@ -110,18 +86,10 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if not _BUILT and shutil.which("go") is None:
-        pytest.skip("no Go toolchain to build kube-apiserver (and no cached binaries)")
     tmp = tmp_path_factory.mktemp("helm-install")
-    env = {**os.environ, "AGENTGW_APISERVER_DIR": str(tmp / "apiserver")}
-    up = subprocess.run(["bash", str(SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=3500)
-    try:
-        if up.returncode != 0:
-            pytest.fail(f"hack/apiserver.sh up failed ({up.returncode}):\n{up.stderr[-4000:]}")
-        out = subprocess.run(
-            ["bash", str(SCRIPT), "env"], capture_output=True, text=True, check=True, timeout=30
-        ).stdout
-        info = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    with k8s.apiserver(
+        tmp / "apiserver", crds=(k8s.GATEWAY_API,), kubectl_args=("--request-timeout=20s",)
+    ) as c:
         helm_env = {
             **os.environ,
             "HELM_CONFIG_HOME": str(tmp / "helm" / "config"),
@@ -129,12 +97,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "HELM_DATA_HOME": str(tmp / "helm" / "data"),
         }
         helm_env.pop("KUBECONFIG", None)
-        c = Cluster(Path(up.stdout.splitlines()[-1]), Path(info["KUBECTL"]), helm_env)
-        c.kubectl("apply", "--server-side", "-f", str(GATEWAY_API), timeout=60)
-        c.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all", timeout=40)
-        yield c
-    finally:
-        subprocess.run(["bash", str(SCRIPT), "down"], env=env, capture_output=True, timeout=60, check=False)
+        # `get` and `delete` default to the release's namespace, which `helm install` creates.
+        yield Cluster(c.kubeconfig, c.kubectl_bin, NS, c.version, c.kubectl_args, helm_env)
 
 
 @dataclass

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,54 +20,24 @@ from controller.k8s import client, leader, tokenreview
 from controller.tests import xds_fixtures as fx
 from controller.xds import cache, server
 from dataplane.xds import client as xds_client
+from e2e import k8s
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "hack" / "apiserver.sh"
 WAIT = 15.0
 GW = cache.GatewayKey("team-a", "gw")
 
-_BUILT = subprocess.run(["bash", str(SCRIPT), "built"], check=False).returncode == 0
-pytestmark = pytest.mark.timeout(120 if _BUILT else 3600)
-
-
-@dataclass
-class Cluster:
-    kubeconfig: Path
-    kubectl_bin: Path
-
-    def kubectl(self, *args: str) -> str:
-        proc = subprocess.run(
-            [str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig), *args],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if proc.returncode != 0:
-            pytest.fail(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-        return proc.stdout
+pytestmark = k8s.timeout(120)
+Cluster = k8s.Cluster
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if not _BUILT and shutil.which("go") is None:
-        pytest.skip("no Go toolchain to build kube-apiserver (and no cached binaries)")
-    env = {**os.environ, "AGENTGW_APISERVER_DIR": str(tmp_path_factory.mktemp("apiserver") / "state")}
-    up = subprocess.run(["bash", str(SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=3500)
-    try:
-        if up.returncode != 0:
-            pytest.fail(f"hack/apiserver.sh up failed ({up.returncode}):\n{up.stderr[-4000:]}")
-        out = subprocess.run(["bash", str(SCRIPT), "env"], capture_output=True, text=True, check=True).stdout
-        info = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-        c = Cluster(Path(up.stdout.splitlines()[-1]), Path(info["KUBECTL"]))
+    with k8s.apiserver(tmp_path_factory.mktemp("apiserver") / "state") as c:
         for ns in ("team-a", "team-b", "agentgw-system"):
             c.kubectl("create", "namespace", ns)
         c.kubectl("create", "serviceaccount", "gw", "-n", "team-a")
         c.kubectl("create", "serviceaccount", "other", "-n", "team-a")
         c.kubectl("create", "serviceaccount", "gw", "-n", "team-b")
         yield c
-    finally:
-        subprocess.run(["bash", str(SCRIPT), "down"], env=env, capture_output=True, timeout=60, check=False)
 
 
 @pytest.fixture
@@ -108,7 +75,7 @@ async def xds(api: client.Client) -> AsyncIterator[Xds]:
 
 def _token(cluster: Cluster, tmp_path: Path, namespace: str, sa: str) -> Path:
     path = tmp_path / f"{namespace}-{sa}.token"
-    path.write_text(cluster.kubectl("create", "token", sa, "-n", namespace, "--duration=10m"))
+    path.write_text(cluster.kubectl("create", "token", sa, "-n", namespace, "--duration=10m").stdout)
     return path
 
 

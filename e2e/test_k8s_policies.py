@@ -17,87 +17,36 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import os
-import shutil
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jwt as pyjwt
 import pytest
-import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from dataplane.tests import harness
+from e2e import k8s
 from e2e.processes import XdsProxy
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "hack" / "apiserver.sh"
-GATEWAY_API = REPO / "e2e" / "gateway-api"
 NS = "policies"
 GATEWAY = "gw"
 ISSUER = "https://issuer.test"
 AUDIENCE = "agentgw"
-WAIT = 30.0
 POLICY_API = "agentgateway.dev/v1alpha1"
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 CONTROLLER_NAME = "agentgateway.dev/agentgateway"
 
-_BUILT = subprocess.run(["bash", str(SCRIPT), "built"], check=False).returncode == 0
-pytestmark = pytest.mark.timeout(180 if _BUILT else 3600)
+pytestmark = k8s.timeout(180)
+Cluster = k8s.Cluster
+Controller = k8s.Controller
+wait_for = k8s.wait_for
 
 
 # ----------------------------------------------------------------------------------- helpers
-
-
-@dataclass
-class Cluster:
-    kubeconfig: Path
-    kubectl_bin: Path
-
-    def kubectl(
-        self, *args: str, stdin: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if check and proc.returncode != 0:
-            pytest.fail(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-        return proc
-
-    def apply(self, *docs: dict[str, Any], check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs), check=check)
-
-    def delete(self, kind: str, name: str) -> None:
-        self.kubectl("delete", kind, name, "-n", NS, "--ignore-not-found", "--wait=false")
-
-    def get(self, kind: str, name: str) -> dict[str, Any]:
-        """The object, or {} if it does not exist (yet)."""
-        proc = self.kubectl("get", kind, name, "-n", NS, "-o", "json", check=False)
-        out: dict[str, Any] = json.loads(proc.stdout) if proc.returncode == 0 else {}
-        return out
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 def conditions(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -194,67 +143,15 @@ def has_status(cond: dict[str, Any] | None, status: str, reason: str) -> bool:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if not _BUILT and shutil.which("go") is None:
-        pytest.skip("no Go toolchain to build kube-apiserver (and no cached binaries)")
-    env = {**os.environ, "AGENTGW_APISERVER_DIR": str(tmp_path_factory.mktemp("apiserver") / "state")}
-    up = subprocess.run(["bash", str(SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=3500)
-    try:
-        if up.returncode != 0:
-            pytest.fail(f"hack/apiserver.sh up failed ({up.returncode}):\n{up.stderr[-4000:]}")
-        out = subprocess.run(["bash", str(SCRIPT), "env"], capture_output=True, text=True, check=True).stdout
-        info = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-        c = Cluster(Path(up.stdout.splitlines()[-1]), Path(info["KUBECTL"]))
-        c.kubectl("apply", "--server-side", "-f", str(GATEWAY_API))
-        c.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        c.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
-        c.kubectl("create", "namespace", NS)
+    state = tmp_path_factory.mktemp("apiserver") / "state"
+    with k8s.apiserver(state, crds=(k8s.GATEWAY_API, k8s.CRDS), namespace=NS) as c:
         yield c
-    finally:
-        subprocess.run(["bash", str(SCRIPT), "down"], env=env, capture_output=True, timeout=60, check=False)
-
-
-@dataclass
-class Controller:
-    proc: subprocess.Popen[bytes]
-    xds_port: int
-    log: Path
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
 def controller(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]:
-    log = tmp_path_factory.mktemp("controller") / "controller.log"
-    xds_port, metrics_port = harness.free_port(), harness.free_port()
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
-    args = ["--xds-host", "127.0.0.1", "--xds-port", str(xds_port), "--metrics-port", str(metrics_port)]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "controller", *args],
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        wait_for("the controller's /healthz", lambda: _http_ok(f"http://127.0.0.1:{metrics_port}/healthz"))
-        yield Controller(proc, xds_port, log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with k8s.controller(cluster, tmp_path_factory.mktemp("controller")) as ctl:
+        yield ctl
 
 
 @pytest.fixture(scope="module")
@@ -336,7 +233,7 @@ def env(
         route("inherit", "/inherit", upstream.port),
     )
     proxy = XdsProxy(tmp_path_factory.mktemp("proxy"), controller.xds_port, namespace=NS, gateway=GATEWAY)
-    proxy.start(timeout=WAIT)
+    proxy.start(timeout=k8s.WAIT)
     try:
         e = Env(cluster, port, proxy)
         wait_for("the routes to answer 200", lambda: all(e.status(p) == 200 for p in ("/", "/inherit")))

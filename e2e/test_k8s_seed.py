@@ -15,16 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import socket
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -33,60 +27,17 @@ import yaml
 from aiohttp import web
 
 from dataplane.tests import harness
+from e2e import k8s
 from e2e.processes import XdsProxy
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "hack" / "apiserver.sh"
-GATEWAY_API = REPO / "e2e" / "gateway-api"
-SEED = REPO / "api" / "tests" / "testdata" / "valid" / "seed-001-openai.yaml"
+SEED = k8s.REPO / "api" / "tests" / "testdata" / "valid" / "seed-001-openai.yaml"
 NS = "agentgateway-system"
 KEY = "sk-from-the-secret"
-WAIT = 30.0
 
-_BUILT = subprocess.run(["bash", str(SCRIPT), "built"], check=False).returncode == 0
-pytestmark = pytest.mark.timeout(180 if _BUILT else 3600)
-
-
-@dataclass
-class Cluster:
-    kubeconfig: Path
-    kubectl_bin: Path
-
-    def kubectl(
-        self, *args: str, stdin: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if check and proc.returncode != 0:
-            pytest.fail(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-        return proc
-
-    def apply(self, docs: list[dict[str, Any]], check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs), check=check)
-
-    def get(self, kind: str, name: str, namespace: str | None = NS) -> dict[str, Any]:
-        """The object, or {} if it does not exist (yet)."""
-        ns = ["-n", namespace] if namespace else []
-        proc = self.kubectl("get", kind, name, *ns, "-o", "json", check=False)
-        out: dict[str, Any] = json.loads(proc.stdout) if proc.returncode == 0 else {}
-        return out
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+pytestmark = k8s.timeout(180)
+Cluster = k8s.Cluster
+Controller = k8s.Controller
+wait_for = k8s.wait_for
 
 
 def conditions(entry: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -98,81 +49,15 @@ def conditions(entry: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if not _BUILT and shutil.which("go") is None:
-        pytest.skip("no Go toolchain to build kube-apiserver (and no cached binaries)")
-    env = {**os.environ, "AGENTGW_APISERVER_DIR": str(tmp_path_factory.mktemp("apiserver") / "state")}
-    up = subprocess.run(["bash", str(SCRIPT), "up"], env=env, capture_output=True, text=True, timeout=3500)
-    try:
-        if up.returncode != 0:
-            pytest.fail(f"hack/apiserver.sh up failed ({up.returncode}):\n{up.stderr[-4000:]}")
-        out = subprocess.run(["bash", str(SCRIPT), "env"], capture_output=True, text=True, check=True).stdout
-        info = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-        c = Cluster(Path(up.stdout.splitlines()[-1]), Path(info["KUBECTL"]))
-        c.kubectl("apply", "--server-side", "-f", str(GATEWAY_API))
-        c.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        c.kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
+    state = tmp_path_factory.mktemp("apiserver") / "state"
+    with k8s.apiserver(state, crds=(k8s.GATEWAY_API, k8s.CRDS), namespace=NS) as c:
         yield c
-    finally:
-        subprocess.run(["bash", str(SCRIPT), "down"], env=env, capture_output=True, timeout=60, check=False)
-
-
-@dataclass
-class Controller:
-    proc: subprocess.Popen[bytes]
-    xds_port: int
-    metrics_port: int
-    log: Path
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")
 def controller(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Controller]:
-    log = tmp_path_factory.mktemp("controller") / "controller.log"
-    xds_port, metrics_port = harness.free_port(), harness.free_port()
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "controller",
-                "--xds-host",
-                "127.0.0.1",
-                "--xds-port",
-                str(xds_port),
-                *(
-                    "--metrics-port",
-                    str(metrics_port),
-                ),
-            ],
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    ctl = Controller(proc, xds_port, metrics_port, log)
-    try:
-        wait_for("the controller's /healthz", lambda: _http_ok(f"http://127.0.0.1:{metrics_port}/healthz"))
+    with k8s.controller(cluster, tmp_path_factory.mktemp("controller")) as ctl:
         yield ctl
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _http_ok(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
 
 
 @dataclass
@@ -266,8 +151,7 @@ def seed(cluster: Cluster, controller: Controller, fake_openai: FakeOpenAI) -> S
             d["stringData"]["Authorization"] = KEY
         if d["kind"] == "AgentgatewayBackend":
             d["spec"]["ai"]["provider"].update({"host": "127.0.0.1", "port": fake_openai.port})
-    cluster.kubectl("create", "namespace", NS)
-    cluster.apply(docs)
+    cluster.apply(*docs)  # into NS, which the cluster fixture created
     return Seed(port, docs)
 
 
@@ -276,7 +160,7 @@ def proxy(seed: Seed, controller: Controller, tmp_path_factory: pytest.TempPathF
     p = XdsProxy(
         tmp_path_factory.mktemp("proxy"), controller.xds_port, namespace=NS, gateway="agentgateway-proxy"
     )
-    p.start(timeout=WAIT)
+    p.start(timeout=k8s.WAIT)
     try:
         yield p
     finally:
@@ -399,7 +283,7 @@ def test_the_proxy_follows_an_edited_route_path_without_restarting(
     pid = proxy.proc.pid if proxy.proc else None
     route = json.loads(json.dumps(seed.doc("HTTPRoute")))
     route["spec"]["rules"][0]["matches"][0]["path"]["value"] = "/openai2"
-    cluster.apply([route])
+    cluster.apply(route)
     wait_for("/openai2 to answer 200", lambda: _status_code(seed.listener_port, "/openai2") == 200)
     assert _status_code(seed.listener_port, "/openai") == 404
     assert proxy.proc is not None and proxy.proc.pid == pid and proxy.proc.poll() is None
@@ -420,7 +304,7 @@ def test_a_route_to_a_missing_service_has_backend_not_found(cluster: Cluster, se
             "rules": [{"backendRefs": [{"name": "no-such-service", "port": 8080}]}],
         },
     }
-    cluster.apply([route])
+    cluster.apply(route)
 
     def resolved() -> tuple[str, str] | None:
         parents = cluster.get("httproute", "missing").get("status", {}).get("parents", [])
@@ -435,7 +319,7 @@ def test_an_invalid_backend_is_rejected_by_the_apiserver_with_the_crd_message(
     backend = json.loads(json.dumps(seed.doc("AgentgatewayBackend")))
     backend["metadata"]["name"] = "half-override"
     backend["spec"]["ai"]["provider"].pop("port")
-    out = cluster.apply([backend], check=False)
+    out = cluster.apply(backend, check=False)
     assert out.returncode != 0
     assert "both host and port must be set together" in out.stderr
 
