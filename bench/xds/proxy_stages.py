@@ -106,11 +106,11 @@ def _install_hooks() -> None:
 
     orig_apply = runtime.Worker.apply
 
-    async def apply(self: runtime.Worker, resources: Any) -> Any:
+    async def apply(self: runtime.Worker, resources: Any, compiled: Any = None) -> Any:
         _phase[0] = "apply"
         t0 = time.monotonic()
         try:
-            return await orig_apply(self, resources)
+            return await orig_apply(self, resources, compiled)
         finally:
             _current["apply_s"] = time.monotonic() - t0
             _current["applied_at"] = time.monotonic()
