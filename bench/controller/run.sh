@@ -59,19 +59,9 @@ export AGENTGW_APISERVER_DIR=$TMP/apiserver
 export KUBECACHEDIR=$TMP/kube-cache # kubectl's discovery/OpenAPI cache: per run, not in ~/.kube
 APISERVER_UP=0
 
-log() { printf '[bench-controller %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-stop_pid() {
-  local pid=$1
-  kill -0 "$pid" 2>/dev/null || kill -0 -- "-$pid" 2>/dev/null || return 0
-  log "stopping leftover pid $pid"
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do
-    kill -0 -- "-$pid" 2>/dev/null || kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-}
+BENCH_NAME=bench-controller
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 cleanup() {
   local rc=$? pid
@@ -98,14 +88,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-CHILD=
-bounded() {
-  local limit=$1; shift
-  timeout -k 10 "$limit" "$@" &
-  CHILD=$!
-  wait "$CHILD"
-  CHILD=
-}
 
 cmd="bash bench/controller/run.sh"
 [[ $QUICK == 1 ]] && cmd="BENCH_QUICK=1 $cmd"

@@ -62,77 +62,13 @@ fi
 TMP=$(mktemp -d -t agentgw-bench-policies.XXXXXX)
 RES=$ROOT/bench/results/policies-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$RES"
-PIDS=()
 
-log() { printf '[bench-policies %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# stop_pid PID: TERM the process group led by PID, wait up to 5 s, then KILL what is left of it.
-stop_pid() {
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || kill -0 -- "-$pid" 2>/dev/null || return 0
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 50); do
-    kill -0 -- "-$pid" 2>/dev/null || kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local rc=$? pid f
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-  mkdir -p "$RES/logs"
-  for f in "$TMP"/*.log "$TMP"/*/error.log; do
-    if [[ -s $f ]]; then cp "$f" "$RES/logs/$(echo "${f#"$TMP"/}" | tr / -)"; fi
-  done
-  if [[ $rc != 0 ]]; then
-    log "failed (exit $rc); server logs:"
-    for f in "$TMP"/*.log "$TMP"/*/error.log; do
-      if [[ -s $f ]]; then echo "--- ${f#"$TMP"/} (last 20 lines)" >&2; tail -n 20 "$f" >&2; fi
-    done
-  fi
-  rm -rf "$TMP"
-  exit "$rc"
-}
-trap cleanup EXIT
+BENCH_NAME=bench-policies
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+trap cleanup_servers EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# start NAME CMD...: run CMD in the background in a new process group, stdout discarded (agentgw's
-# JSON access log: formatting it is part of the cost, disk I/O is not) and stderr to $TMP/NAME.log;
-# sets STARTED_PID.
-start() {
-  local name=$1; shift
-  setsid "$@" >/dev/null 2>"$TMP/$name.log" &
-  STARTED_PID=$!
-  PIDS+=("$STARTED_PID")
-  log "started $name (pid $STARTED_PID): $*"
-}
-
-# free_ports N: print N distinct free TCP ports on 127.0.0.1.
-free_ports() {
-  "$PY" - "$1" <<'EOF'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-EOF
-}
-
-# wait_http URL PID: wait until URL answers 200, failing if PID exits or READY_TIMEOUT passes.
-wait_http() {
-  local url=$1 pid=$2 deadline=$((SECONDS + READY_TIMEOUT))
-  until [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true) == 200 ]]; do
-    kill -0 "$pid" 2>/dev/null || { log "pid $pid exited before $url was ready"; return 1; }
-    ((SECONDS < deadline)) || { log "$url not ready after ${READY_TIMEOUT}s"; return 1; }
-    sleep 0.1
-  done
-}
 
 # ---- key, token, configs ------------------------------------------------------------------------
 
@@ -234,10 +170,10 @@ EOF
 } >"$RES/meta.txt"
 
 nginx -t -q -p "$TMP/upstream" -e "$TMP/upstream/error.log" -c "$TMP/upstream/nginx.conf"
-start upstream nginx -p "$TMP/upstream" -e "$TMP/upstream/error.log" -c "$TMP/upstream/nginx.conf"
+start upstream /dev/null nginx -p "$TMP/upstream" -e "$TMP/upstream/error.log" -c "$TMP/upstream/nginx.conf"
 wait_http "http://127.0.0.1:$UP_PORT/" "$STARTED_PID"
 
-start agentgw "$AGENTGW" -f "$TMP/agentgw.yaml" --workers 1
+start agentgw /dev/null "$AGENTGW" -f "$TMP/agentgw.yaml" --workers 1
 AGW_PID=$STARTED_PID
 wait_http "http://127.0.0.1:$READY_PORT/healthz/ready" "$STARTED_PID"
 

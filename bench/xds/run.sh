@@ -61,20 +61,9 @@ mkdir -p "$RES/logs"
 export BENCH_XDS_PIDFILE=$RES/logs/pids
 : >"$BENCH_XDS_PIDFILE"
 
-log() { printf '[bench-xds %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# stop_pid PID: TERM the process group led by PID, wait up to 5 s, then KILL what is left of it.
-stop_pid() {
-  local pid=$1
-  kill -0 "$pid" 2>/dev/null || kill -0 -- "-$pid" 2>/dev/null || return 0
-  log "stopping leftover pid $pid"
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do
-    kill -0 -- "-$pid" 2>/dev/null || kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-}
+BENCH_NAME=bench-xds
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 cleanup() {
   local rc=$? pid
@@ -99,16 +88,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# bounded LIMIT CMD...: run CMD with a time limit (TERM, then KILL 10 s later). It runs in the
-# background and is waited for, so that a signal to this script runs the traps at once.
-CHILD=
-bounded() {
-  local limit=$1; shift
-  timeout -k 10 "$limit" "$@" &
-  CHILD=$!
-  wait "$CHILD"
-  CHILD=
-}
 
 cmd="bash bench/xds/run.sh"
 [[ $QUICK == 1 ]] && cmd="BENCH_QUICK=1 $cmd"
