@@ -194,6 +194,16 @@ def security(chosen: dict[str, Source], cache: StepCache, where: str) -> Securit
     return Security(tuple(steps), response)
 
 
+TARGET_PREFIX = {
+    "gateway": "gateway",
+    "listener_key": "listener",
+    "route_key": "route",
+    "rule_key": "rule",
+    "backend_key": "backend",
+}
+"""PolicyTarget kind -> the level name in "<level>:<key>" lookups."""
+
+
 def policy_sources(policies: Iterable[pb.Policy]) -> dict[str, list[Source]]:
     """Policy resources by target: "gateway:<name>", "listener:<key>", "route:<key>", "rule:<key>",
     "backend:<key>"."""
@@ -203,13 +213,7 @@ def policy_sources(policies: Iterable[pb.Policy]) -> dict[str, list[Source]]:
         if kind is None:
             continue
         value = getattr(p.target, kind)
-        prefix = {
-            "gateway": "gateway",
-            "listener_key": "listener",
-            "route_key": "route",
-            "rule_key": "rule",
-        }.get(kind, "backend")
-        out.setdefault(f"{prefix}:{value}", []).append(
+        out.setdefault(f"{TARGET_PREFIX[kind]}:{value}", []).append(
             Source(
                 key=p.key, policy=p.traffic, override=p.override, order=(1, p.creation_unix_seconds, p.key)
             )

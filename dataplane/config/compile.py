@@ -271,11 +271,10 @@ def _overlay(out: pb.BackendPolicy, top: pb.BackendPolicy) -> None:
 def _backend_defaults(policies: list[pb.Policy]) -> dict[str, list[pb.Policy]]:
     """Policies with a `backend` section on a gateway, listener, route or rule target."""
     out: dict[str, list[pb.Policy]] = {}
-    prefix = {"gateway": "gateway", "listener_key": "listener", "route_key": "route", "rule_key": "rule"}
     for p in policies:
         kind = p.target.WhichOneof("kind")
-        if p.HasField("backend") and kind in prefix:
-            out.setdefault(f"{prefix[kind]}:{getattr(p.target, kind)}", []).append(p)
+        if p.HasField("backend") and kind is not None and kind != "backend_key":
+            out.setdefault(f"{attach.TARGET_PREFIX[kind]}:{getattr(p.target, kind)}", []).append(p)
     return out
 
 

@@ -19,8 +19,6 @@ per rule.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, Protocol
 
 from api.proto.agentgw.v1 import resource_pb2 as pb
 from dataplane import errors
@@ -29,13 +27,8 @@ from dataplane.policies import context
 log = logging.getLogger(__name__)
 
 
-class Evaluator(Protocol):
-    source: str
-
-    def eval_bool(self, ctx: context.RequestContext) -> bool: ...
-
-
-ExpressionCompiler = Callable[[str, str], Any]
+Evaluator = context.Evaluator
+ExpressionCompiler = context.ExpressionCompiler
 
 
 def compile(msg: pb.Authorization, where: str, compile_expr: ExpressionCompiler) -> context.Step:

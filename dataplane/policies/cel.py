@@ -451,11 +451,8 @@ def _new_built(from_headers: object, from_path: object = None, from_body: object
 
 
 def _joined(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
-    found = [v for k, v in headers if k == name]
-    if not found:
-        return None
-    value = found[0] if len(found) == 1 else b",".join(found)
-    return value.decode("utf-8", "replace")
+    value = context.header_value(headers, name)
+    return None if value is None else value.decode("utf-8", "replace")
 
 
 def _header_map(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -915,14 +912,11 @@ class Expression:
             request = {field: get(ctx) for field, get in getters}
             key: tuple[Any, ...] = tuple(request.values())
             if names is not None:
-                headers = ctx.headers
                 table: dict[str, str] = {}
                 for name, raw in names:
-                    for k, v in headers:
-                        if k == raw:
-                            value = v.decode("utf-8", "replace")
-                            previous = table.get(name)
-                            table[name] = value if previous is None else previous + "," + value
+                    value = ctx.header(raw)
+                    if value is not None:
+                        table[name] = value.decode("utf-8", "replace")
                 request["headers"] = table
                 key += tuple(table.items())
             memo = self._memo

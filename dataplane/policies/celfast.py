@@ -225,11 +225,8 @@ def _header(name: str) -> Fn:
     raw = name.encode("latin-1")
 
     def get(ctx: context.RequestContext) -> Any:
-        found = [v for k, v in ctx.headers if k == raw]
-        if not found:
-            return ERROR
-        value = found[0] if len(found) == 1 else b",".join(found)
-        return value.decode("utf-8", "replace")
+        value = ctx.header(raw)
+        return ERROR if value is None else value.decode("utf-8", "replace")
 
     return get
 

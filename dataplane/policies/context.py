@@ -117,10 +117,7 @@ class RequestContext:
     def header(self, name: bytes) -> bytes | None:
         """A request header of the (possibly modified) upstream header list; repeated values
         are joined with b","."""
-        found = [v for k, v in self.headers if k == name]
-        if not found:
-            return None
-        return found[0] if len(found) == 1 else b",".join(found)
+        return header_value(self.headers, name)
 
     def set_header(self, name: bytes, value: bytes) -> None:
         self.headers = [h for h in self.headers if h[0] != name]
@@ -133,6 +130,31 @@ class RequestContext:
         """Forget a cached CEL variable root after a step changed what it is built from."""
         if self.cel_vars is not None:
             self.cel_vars.pop(root, None)
+
+
+def header_value(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The value of header `name` (lower-case) in a header list; repeated ones joined by b","."""
+    found = [v for k, v in headers if k == name]
+    if not found:
+        return None
+    return found[0] if len(found) == 1 else b",".join(found)
+
+
+class Evaluator(Protocol):
+    """A compiled expression, as policies use it (`dataplane.policies.cel.Expression`)."""
+
+    source: str
+
+    def eval(self, ctx: RequestContext) -> Any: ...
+
+    def eval_bool(self, ctx: RequestContext) -> bool: ...
+
+    def eval_string(self, ctx: RequestContext) -> str: ...
+
+
+ExpressionCompiler = Callable[[str, str], Evaluator]
+"""(source, where) -> Evaluator, raising ConfigError naming `where`: policies get
+`dataplane.policies.cel.compile` from the config compiler (and fakes in their tests)."""
 
 
 Step = Callable[[RequestContext], Awaitable[None] | None]

@@ -29,7 +29,7 @@ import logging
 import os
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Hashable, Iterable
 from typing import Any, Protocol
 
 from google.protobuf import json_format, struct_pb2
@@ -56,15 +56,8 @@ PARTIAL_BODY_HEADER = b"x-envoy-auth-partial-body"
 Headers = list[tuple[bytes, bytes]]
 
 
-class Evaluator(Protocol):
-    """A compiled CEL expression (`dataplane.policies.cel.compile` returns one)."""
-
-    def eval_string(self, ctx: context.RequestContext) -> str: ...
-    def eval(self, ctx: context.RequestContext) -> Any: ...
-
-
-ExpressionCompiler = Callable[[str, str], Evaluator]
-"""(expression, where) -> Evaluator; raises ConfigError naming `where` when it does not compile."""
+Evaluator = context.Evaluator
+ExpressionCompiler = context.ExpressionCompiler
 
 
 class Unavailable(Exception):

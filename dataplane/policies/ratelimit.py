@@ -54,14 +54,8 @@ WARN_EVERY = 10.0
 _TOKENS_UNSUPPORTED = "tokens are not supported by agentgw yet"
 
 
-class Evaluator(Protocol):
-    """What a compiled CEL expression offers."""
-
-    def eval(self, ctx: context.RequestContext) -> Any: ...
-
-
-ExpressionCompiler = Callable[[str, str], Evaluator]
-"""(source, where) -> Evaluator; raises ConfigError naming `where`."""
+Evaluator = context.Evaluator
+ExpressionCompiler = context.ExpressionCompiler
 
 Descriptors = tuple[tuple[tuple[str, str], ...], ...]
 """Evaluated descriptors: for each, its (key, value) entries in order."""

@@ -15,8 +15,7 @@ lane.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Awaitable
 
 import orjson
 
@@ -29,15 +28,8 @@ log = logging.getLogger(__name__)
 Headers = list[tuple[bytes, bytes]]
 
 
-class Evaluator(Protocol):
-    source: str
-
-    def eval(self, ctx: context.RequestContext) -> Any: ...
-
-    def eval_string(self, ctx: context.RequestContext) -> str: ...
-
-
-ExpressionCompiler = Callable[[str, str], Any]
+Evaluator = context.Evaluator
+ExpressionCompiler = context.ExpressionCompiler
 
 _BAD = frozenset("\r\n\0")
 
