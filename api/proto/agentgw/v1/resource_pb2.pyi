@@ -16,6 +16,12 @@ class Protocol(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HTTP: _ClassVar[Protocol]
     HTTPS: _ClassVar[Protocol]
 
+class HttpVersion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    HTTP_VERSION_UNSPECIFIED: _ClassVar[HttpVersion]
+    HTTP_VERSION_HTTP1: _ClassVar[HttpVersion]
+    HTTP_VERSION_HTTP2: _ClassVar[HttpVersion]
+
 class AuthMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     AUTH_MODE_OPTIONAL: _ClassVar[AuthMode]
@@ -29,6 +35,9 @@ class RateLimitUnit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 PROTOCOL_UNSPECIFIED: Protocol
 HTTP: Protocol
 HTTPS: Protocol
+HTTP_VERSION_UNSPECIFIED: HttpVersion
+HTTP_VERSION_HTTP1: HttpVersion
+HTTP_VERSION_HTTP2: HttpVersion
 AUTH_MODE_OPTIONAL: AuthMode
 AUTH_MODE_STRICT: AuthMode
 AUTH_MODE_PERMISSIVE: AuthMode
@@ -320,7 +329,7 @@ class TrafficPolicy(_message.Message):
     def __init__(self, request_header_modifier: _Optional[_Union[HeaderModifier, _Mapping]] = ..., response_header_modifier: _Optional[_Union[HeaderModifier, _Mapping]] = ..., request_redirect: _Optional[_Union[RequestRedirect, _Mapping]] = ..., url_rewrite: _Optional[_Union[UrlRewrite, _Mapping]] = ..., request_mirrors: _Optional[_Iterable[_Union[RequestMirror, _Mapping]]] = ..., direct_response: _Optional[_Union[DirectResponse, _Mapping]] = ..., timeout: _Optional[_Union[Timeout, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., cors: _Optional[_Union[Cors, _Mapping]] = ..., jwt_auth: _Optional[_Union[JwtAuth, _Mapping]] = ..., api_key: _Optional[_Union[ApiKeyAuth, _Mapping]] = ..., basic_auth: _Optional[_Union[BasicAuth, _Mapping]] = ..., ext_authz: _Optional[_Union[ExtAuthz, _Mapping]] = ..., authorization: _Optional[_Union[Authorization, _Mapping]] = ..., local_rate_limit: _Optional[_Union[LocalRateLimits, _Mapping]] = ..., remote_rate_limit: _Optional[_Union[RemoteRateLimit, _Mapping]] = ..., transformations: _Optional[_Union[Transformations, _Mapping]] = ..., csrf: _Optional[_Union[Csrf, _Mapping]] = ...) -> None: ...
 
 class BackendPolicy(_message.Message):
-    __slots__ = ("request_header_modifier", "response_header_modifier", "request_redirect", "request_timeout", "connect_timeout", "tls", "auth_passthrough", "authorization")
+    __slots__ = ("request_header_modifier", "response_header_modifier", "request_redirect", "request_timeout", "connect_timeout", "tls", "auth_passthrough", "authorization", "http_version")
     REQUEST_HEADER_MODIFIER_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_HEADER_MODIFIER_FIELD_NUMBER: _ClassVar[int]
     REQUEST_REDIRECT_FIELD_NUMBER: _ClassVar[int]
@@ -329,6 +338,7 @@ class BackendPolicy(_message.Message):
     TLS_FIELD_NUMBER: _ClassVar[int]
     AUTH_PASSTHROUGH_FIELD_NUMBER: _ClassVar[int]
     AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
+    HTTP_VERSION_FIELD_NUMBER: _ClassVar[int]
     request_header_modifier: HeaderModifier
     response_header_modifier: HeaderModifier
     request_redirect: RequestRedirect
@@ -337,7 +347,8 @@ class BackendPolicy(_message.Message):
     tls: BackendTls
     auth_passthrough: bool
     authorization: Authorization
-    def __init__(self, request_header_modifier: _Optional[_Union[HeaderModifier, _Mapping]] = ..., response_header_modifier: _Optional[_Union[HeaderModifier, _Mapping]] = ..., request_redirect: _Optional[_Union[RequestRedirect, _Mapping]] = ..., request_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., connect_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tls: _Optional[_Union[BackendTls, _Mapping]] = ..., auth_passthrough: _Optional[bool] = ..., authorization: _Optional[_Union[Authorization, _Mapping]] = ...) -> None: ...
+    http_version: HttpVersion
+    def __init__(self, request_header_modifier: _Optional[_Union[HeaderModifier, _Mapping]] = ..., response_header_modifier: _Optional[_Union[HeaderModifier, _Mapping]] = ..., request_redirect: _Optional[_Union[RequestRedirect, _Mapping]] = ..., request_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., connect_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., tls: _Optional[_Union[BackendTls, _Mapping]] = ..., auth_passthrough: _Optional[bool] = ..., authorization: _Optional[_Union[Authorization, _Mapping]] = ..., http_version: _Optional[_Union[HttpVersion, str]] = ...) -> None: ...
 
 class BackendTls(_message.Message):
     __slots__ = ("root_file", "root_pem", "cert_file", "key_file", "cert_pem", "key_pem", "hostname", "insecure", "insecure_host", "subject_alt_names", "alpn")
