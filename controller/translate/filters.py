@@ -1,8 +1,9 @@
-"""HTTPRoute rule filters, timeouts and retry -> the Route's TrafficPolicy; backendRef filters ->
+"""Route rule filters, timeouts and retry -> the Route's TrafficPolicy; backendRef filters ->
 the RouteBackend's BackendPolicy; matches -> RouteMatch.
 
-In: one rule of an `api.gateway.v1.HTTPRoute`, where it is (`spec.rules[i]`, for messages) and
-a function that resolves a mirror's backendRef. Out: protobuf messages of
+In: one rule of an `api.gateway.v1.HTTPRoute` (or its filters, header matches and backendRefs,
+which GRPCRoute shares: `controller.translate.grpcroutes`), where it is (`spec.rules[i]`, for
+messages) and a function that resolves a mirror's backendRef. Out: protobuf messages of
 `api/proto/agentgw/v1/resource.proto`, plus the mirror resolutions (their Backend resources go
 in the snapshot, their problems in the route's `ResolvedRefs`).
 
@@ -22,7 +23,7 @@ dropped). Mappings that are not one-to-one:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import TypeVar
 
 from google.protobuf import duration_pb2
@@ -44,6 +45,19 @@ DEFAULT_RETRIES = 1
 """Retries when `retry` gives no `attempts`: the spec leaves it to the implementation."""
 
 
+HTTP_ROUTE_FILTERS = frozenset(
+    {
+        "RequestHeaderModifier",
+        "ResponseHeaderModifier",
+        "RequestRedirect",
+        "URLRewrite",
+        "RequestMirror",
+        "CORS",
+    }
+)
+"""The HTTPRoute rule filter types agentgw carries (`ExtensionRef` and `ExternalAuth` are not)."""
+
+
 class Unsupported(Exception):
     """A rule uses a value agentgw cannot carry; the message starts with the field path."""
 
@@ -56,10 +70,7 @@ def match(m: gw.HTTPRouteMatch, where: str) -> pb.RouteMatch:
     return pb.RouteMatch(
         path=_path_match(m.path, f"{where}.path"),
         method=(m.method or "").upper(),
-        headers=[
-            pb.HeaderMatch(name=h.name.lower(), value=_string_match(h.type, h.value, f"{where}.headers[{i}]"))
-            for i, h in enumerate(m.headers)
-        ],
+        headers=header_matches(m.headers, where),
         query=[
             pb.QueryMatch(name=q.name, value=_string_match(q.type, q.value, f"{where}.queryParams[{i}]"))
             for i, q in enumerate(m.query_params)
@@ -73,19 +84,31 @@ def _path_match(p: gw.HTTPPathMatch, where: str) -> pb.PathMatch:
     if p.type == "PathPrefix":
         return pb.PathMatch(prefix=p.value)
     if p.type == "RegularExpression":
-        return pb.PathMatch(regex=_regex(p.value, where))
+        return pb.PathMatch(regex=regex(p.value, where))
     raise Unsupported(f"{where}.type: unsupported value {p.type!r}")
+
+
+def header_matches(headers: Sequence[gw.HTTPHeaderMatch], where: str) -> list[pb.HeaderMatch]:
+    """Header matches (HTTPRoute and GRPCRoute): names lower-cased; of entries naming the same
+    header only the first counts, as the spec requires."""
+    out: dict[str, pb.HeaderMatch] = {}
+    for i, h in enumerate(headers):
+        name = h.name.lower()
+        if name not in out:
+            value = _string_match(h.type, h.value, f"{where}.headers[{i}]")
+            out[name] = pb.HeaderMatch(name=name, value=value)
+    return list(out.values())
 
 
 def _string_match(kind: str, value: str, where: str) -> pb.StringMatch:
     if kind == "Exact":
         return pb.StringMatch(exact=value)
     if kind == "RegularExpression":
-        return pb.StringMatch(regex=_regex(value, where))
+        return pb.StringMatch(regex=regex(value, where))
     raise Unsupported(f"{where}.type: unsupported value {kind!r}")
 
 
-def _regex(pattern: str, where: str) -> str:
+def regex(pattern: str, where: str) -> str:
     try:
         re.compile(pattern)
     except re.error as exc:
@@ -101,10 +124,7 @@ def traffic_policy(
     rule: gw.HTTPRouteRule, where: str, resolve: RefResolver
 ) -> tuple[pb.TrafficPolicy | None, list[backends.Resolution]]:
     """The rule's TrafficPolicy (None when empty) and the resolutions of its mirror refs."""
-    out = pb.TrafficPolicy()
-    mirrors: list[backends.Resolution] = []
-    for i, f in enumerate(rule.filters):
-        _apply(f, out, f"{where}.filters[{i}]", resolve, mirrors)
+    out, mirrors = rule_filters(rule.filters, where, resolve, HTTP_ROUTE_FILTERS)
     if rule.timeouts is not None:
         _timeouts(rule.timeouts, out, f"{where}.timeouts")
     if rule.retry is not None:
@@ -112,6 +132,21 @@ def traffic_policy(
     if rule.session_persistence is not None:
         raise Unsupported(f"{where}.sessionPersistence: not supported by agentgw yet")
     return (out if out.ListFields() else None), mirrors
+
+
+def rule_filters(
+    found: Sequence[gw.HTTPRouteFilter], where: str, resolve: RefResolver, supported: Collection[str]
+) -> tuple[pb.TrafficPolicy, list[backends.Resolution]]:
+    """A rule's `filters` of the `supported` types (others raise `Unsupported`) -> a TrafficPolicy
+    (maybe empty) and the resolutions of its mirror refs."""
+    out = pb.TrafficPolicy()
+    mirrors: list[backends.Resolution] = []
+    for i, f in enumerate(found):
+        at = f"{where}.filters[{i}]"
+        if f.type not in supported:
+            raise Unsupported(f"{at}.type: filter {f.type} is not supported by agentgw")
+        _apply(f, out, at, resolve, mirrors)
+    return out, mirrors
 
 
 def _apply(

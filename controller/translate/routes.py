@@ -1,16 +1,21 @@
-"""HTTPRoute -> one Route per (rule, listener it attaches to), the Backends they use, and the
-route's `status.parents`.
+"""A route (HTTPRoute, GRPCRoute) -> one Route per (rule, listener it attaches to), the Backends
+they use, and the route's `status.parents`.
 
-In: one raw HTTPRoute and a `Context` (our Gateways' states, the backend resolver, Namespace
-labels, the controller name, the clock). Out: a `RouteResult`: per Gateway the Route and Backend
-resources, the listeners the route attached to (for `attachedRoutes`), and the status stanza
-(None when the route has nothing to do with us).
+In: one raw route object, its `RouteKind` (`HTTP` here; `grpcroutes.GRPC`) and a `Context` (our
+Gateways' states, the backend resolver, Namespace labels, the controller name, the clock). Out:
+a `RouteResult`: per Gateway the Route and Backend resources, the listeners the route attached
+to (for `attachedRoutes`), and the status stanza (None when the route has nothing to do with
+us). What differs between kinds is only how a rule becomes matches, a TrafficPolicy and
+RouteBackends (`RouteKind.parse`); parents, attachment, placement and status are shared.
 
-A Route's key is `<listener key>/<namespace>/<name>/<rule index>`; it carries the route's name,
-namespace, rule name (the rule's `name`, or its index), creation time and rule index, which the
-proxy uses for the Gateway API tie-breakers, the hostnames the route serves on that listener,
-the matches, the TrafficPolicy of the rule's filters, timeouts and retry, and one RouteBackend
-per *resolved* backendRef with its weight and backendRef filters.
+A Route's key is `<listener key>/<namespace>/<name>/<rule index>` for an HTTPRoute and
+`<listener key>/grpc/<namespace>/<name>/<rule index>` for a GRPCRoute (so the two kinds never
+share a key); it carries the route's name, namespace, rule name (the rule's `name`, or its
+index), creation time and rule index, which the proxy uses for the Gateway API tie-breakers
+(oldest route, then "namespace/name", then rule order: the same for both kinds), the hostnames
+the route serves on that listener, the matches, the TrafficPolicy of the rule's filters,
+timeouts and retry, and one RouteBackend per *resolved* backendRef with its weight and
+backendRef filters.
 
 Invalid backendRefs (`ResolvedRefs=False`) are left out of the Route: the proxy answers 500 when
 a rule has no backend with weight, as the spec requires when every backendRef is invalid. With a
@@ -34,7 +39,45 @@ from api.gateway import v1 as gw
 from api.proto.agentgw.v1 import resource_pb2 as pb
 from controller.translate import attach, backends, filters, gateways, index, model, status
 
-KIND = "HTTPRoute"
+
+@dataclasses.dataclass(frozen=True)
+class RuleParts:
+    """What one rule of any route kind becomes, before placement on listeners."""
+
+    matches: Sequence[pb.RouteMatch]
+    policy: pb.TrafficPolicy | None
+    targets: Sequence[pb.RouteBackend]
+    resolutions: Sequence[backends.Resolution]
+    """Of its backendRefs and mirror refs: Backends to ship, problems for `ResolvedRefs`."""
+
+
+RuleTranslator = Callable[[str, filters.RefResolver], RuleParts]
+"""(where, e.g. `spec.rules[0]`; resolver) -> the rule's parts; raises `filters.Unsupported`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedRule:
+    name: str | None
+    translate: RuleTranslator
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedRoute:
+    """A route of any kind, as far as the shared steps need it."""
+
+    metadata: gw.ObjectMeta
+    hostnames: Sequence[str]
+    rules: Sequence[ParsedRule]
+
+
+@dataclasses.dataclass(frozen=True)
+class RouteKind:
+    name: str
+    """The Kubernetes kind, e.g. `HTTPRoute` (for allowedRoutes kinds and ReferenceGrants)."""
+    key_infix: str
+    """Inserted after the listener key in Route keys: "" or e.g. `grpc/`."""
+    parse: Callable[[model.Object], ParsedRoute]
+    """Raises pydantic.ValidationError when the object does not fit the view."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,27 +121,30 @@ class Verdict:
     """Some rules were dropped: the `PartiallyInvalid` message."""
 
 
-def translate(obj: model.Object, ctx: Context) -> RouteResult:
+def translate(obj: model.Object, ctx: Context, kind: RouteKind | None = None) -> RouteResult:
+    """Translate one route of `kind` (default: HTTPRoute)."""
+    kind = kind or HTTP
     namespace = index.namespace_of(obj)
     refs = _our_parents(obj, namespace, ctx)
     if not refs:
         return RouteResult({}, frozenset(), _stale(obj, ctx))
     stamp = status.Stamp(index.generation_of(obj), ctx.now)
     try:
-        route = gw.parse(gw.HTTPRoute, obj)
+        route = kind.parse(obj)
     except pydantic.ValidationError as exc:
         problem = status.Problem(conditions.UNSUPPORTED_VALUE, gw.describe(exc))
         parents = [_unaccepted(ref, namespace, problem) for ref in refs]
         return RouteResult({}, frozenset(), _status(stamp, parents, (), Verdict(), ctx))
-    rules = tuple(_rule(route, i, r, ctx) for i, r in enumerate(route.spec.rules))
+    rules = tuple(_rule(route, kind, i, r, ctx) for i, r in enumerate(route.rules))
     kept = [r for r in rules if r.route is not None]
-    parents = [_attach(ref, route, ctx) for ref in refs]
+    parents = [_attach(ref, route, kind, ctx) for ref in refs]
     problems = tuple(p for r in kept for p in r.problems)
-    stanza = _status(stamp, parents, problems, _verdict(rules, kept), ctx)
-    if not kept:
+    verdict = _verdict(rules, kept)
+    stanza = _status(stamp, parents, problems, verdict, ctx)
+    if verdict.rejected is not None:
         return RouteResult({}, frozenset(), stanza)
     attached = frozenset((p.gateway, a.listener.spec.name) for p in parents for a in p.attachments)
-    return RouteResult(_place(route, parents, kept), attached, stanza)
+    return RouteResult(_place(route, kind, parents, kept), attached, stanza)
 
 
 # --------------------------------------------------------------------------------------------
@@ -126,10 +172,10 @@ def _our_parents(obj: model.Object, namespace: str, ctx: Context) -> list[gw.Par
     return out
 
 
-def _attach(ref: gw.ParentReference, route: gw.HTTPRoute, ctx: Context) -> attach.Parent:
+def _attach(ref: gw.ParentReference, route: ParsedRoute, kind: RouteKind, ctx: Context) -> attach.Parent:
     namespace = route.metadata.namespace
     gateway = ctx.gateways[_gateway_key(ref, namespace)]
-    return attach.attach(ref, namespace, KIND, route.spec.hostnames, gateway, ctx.labels_of)
+    return attach.attach(ref, namespace, kind.name, route.hostnames, gateway, ctx.labels_of)
 
 
 def _unaccepted(ref: gw.ParentReference, namespace: str, problem: status.Problem) -> attach.Parent:
@@ -140,28 +186,25 @@ def _unaccepted(ref: gw.ParentReference, namespace: str, problem: status.Problem
 # Rules
 
 
-def _rule(route: gw.HTTPRoute, i: int, rule: gw.HTTPRouteRule, ctx: Context) -> Rule:
+def _rule(route: ParsedRoute, kind: RouteKind, i: int, rule: ParsedRule, ctx: Context) -> Rule:
     where = f"spec.rules[{i}]"
     name = rule.name or str(i)
     namespace = route.metadata.namespace
 
     def resolve(ref: gw.BackendObjectReference) -> backends.Resolution:
-        return ctx.resolver.resolve(ref, namespace, KIND)
+        return ctx.resolver.resolve(ref, namespace, kind.name)
 
     try:
-        policy, mirrors = filters.traffic_policy(rule, where, resolve)
-        matches = [filters.match(m, f"{where}.matches[{j}]") for j, m in enumerate(rule.matches)]
-        route_backends, resolutions = _backends(rule, where, resolve)
+        parts = rule.translate(where, resolve)
     except filters.Unsupported as exc:
         return Rule(index=i, name=name, route=None, dropped=str(exc))
-    resolutions += mirrors
     template = pb.Route(
         name=route.metadata.name,
         namespace=namespace,
         rule_name=name,
-        matches=matches,
-        backends=route_backends,
-        policies=policy,
+        matches=parts.matches,
+        backends=parts.targets,
+        policies=parts.policy,
         creation_unix_seconds=creation_seconds(route.metadata.creation_timestamp),
         rule_index=i,
     )
@@ -169,24 +212,55 @@ def _rule(route: gw.HTTPRoute, i: int, rule: gw.HTTPRouteRule, ctx: Context) -> 
         index=i,
         name=name,
         route=template,
-        backends=tuple(r.backend for r in resolutions if r.backend is not None),
-        problems=tuple(r.problem for r in resolutions if r.problem is not None),
+        backends=tuple(r.backend for r in parts.resolutions if r.backend is not None),
+        problems=tuple(r.problem for r in parts.resolutions if r.problem is not None),
     )
 
 
-def _backends(
-    rule: gw.HTTPRouteRule, where: str, resolve: filters.RefResolver
+def route_backends(
+    refs: Sequence[gw.HTTPBackendRef],
+    where: str,
+    resolve: filters.RefResolver,
+    http_version: pb.HttpVersion = pb.HTTP_VERSION_UNSPECIFIED,
 ) -> tuple[list[pb.RouteBackend], list[backends.Resolution]]:
+    """A rule's backendRefs -> RouteBackends of the resolved ones (weight, backendRef filters and,
+    unless unspecified, the HTTP version to speak to them) and every resolution."""
     out: list[pb.RouteBackend] = []
     resolutions: list[backends.Resolution] = []
-    for j, ref in enumerate(rule.backend_refs):
+    for j, ref in enumerate(refs):
         policy = filters.backend_policy(ref, f"{where}.backendRefs[{j}]")
+        if http_version != pb.HTTP_VERSION_UNSPECIFIED:
+            policy = policy or pb.BackendPolicy()
+            policy.http_version = http_version
         resolution = resolve(ref)
         resolutions.append(resolution)
         if resolution.backend is not None:
             ref_pb = pb.BackendRef(backend_key=resolution.backend.key)
             out.append(pb.RouteBackend(ref=ref_pb, weight=ref.weight, policies=policy))
     return out, resolutions
+
+
+# --------------------------------------------------------------------------------------------
+# HTTPRoute
+
+
+def _http_rule(rule: gw.HTTPRouteRule) -> RuleTranslator:
+    def parts(where: str, resolve: filters.RefResolver) -> RuleParts:
+        policy, mirrors = filters.traffic_policy(rule, where, resolve)
+        matches = [filters.match(m, f"{where}.matches[{j}]") for j, m in enumerate(rule.matches)]
+        found, resolutions = route_backends(rule.backend_refs, where, resolve)
+        return RuleParts(matches, policy, found, resolutions + mirrors)
+
+    return parts
+
+
+def _parse_http(obj: model.Object) -> ParsedRoute:
+    route = gw.parse(gw.HTTPRoute, obj)
+    rules = [ParsedRule(r.name, _http_rule(r)) for r in route.spec.rules]
+    return ParsedRoute(route.metadata, route.spec.hostnames, rules)
+
+
+HTTP = RouteKind("HTTPRoute", "", _parse_http)
 
 
 def _verdict(rules: Sequence[Rule], kept: Sequence[Rule]) -> Verdict:
@@ -218,7 +292,7 @@ def creation_seconds(timestamp: str | None) -> int:
 
 
 def _place(
-    route: gw.HTTPRoute, parents: Sequence[attach.Parent], rules: Sequence[Rule]
+    route: ParsedRoute, kind: RouteKind, parents: Sequence[attach.Parent], rules: Sequence[Rule]
 ) -> dict[model.GatewayKey, list[pb.Resource]]:
     """The Route resources per attachment (one per listener), plus the Backends they use."""
     out: dict[model.GatewayKey, list[pb.Resource]] = {}
@@ -235,7 +309,8 @@ def _place(
                 placed_route = pb.Route()
                 placed_route.CopyFrom(rule.route)
                 placed_route.key = (
-                    f"{listener.key}/{route.metadata.namespace}/{route.metadata.name}/{rule.index}"
+                    f"{listener.key}/{kind.key_infix}{route.metadata.namespace}/{route.metadata.name}/"
+                    f"{rule.index}"
                 )
                 placed_route.listener_key = listener.key
                 placed_route.hostnames.extend(attachment.hostnames)
