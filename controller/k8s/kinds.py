@@ -40,6 +40,7 @@ AGENTGATEWAY = "agentgateway.dev"
 GATEWAY_CLASS = Kind(GATEWAY_API, "v1", "GatewayClass", "gatewayclasses", namespaced=False, has_status=True)
 GATEWAY = Kind(GATEWAY_API, "v1", "Gateway", "gateways", has_status=True)
 HTTP_ROUTE = Kind(GATEWAY_API, "v1", "HTTPRoute", "httproutes", has_status=True)
+GRPC_ROUTE = Kind(GATEWAY_API, "v1", "GRPCRoute", "grpcroutes", has_status=True)
 REFERENCE_GRANT = Kind(GATEWAY_API, "v1beta1", "ReferenceGrant", "referencegrants")
 NAMESPACE = Kind("", "v1", "Namespace", "namespaces", namespaced=False)
 SERVICE = Kind("", "v1", "Service", "services")
@@ -54,6 +55,7 @@ KINDS: tuple[Kind, ...] = (
     GATEWAY_CLASS,
     GATEWAY,
     HTTP_ROUTE,
+    GRPC_ROUTE,
     REFERENCE_GRANT,
     NAMESPACE,
     SERVICE,

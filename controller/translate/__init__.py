@@ -1,7 +1,7 @@
 """Kubernetes objects -> agentgw xDS resources per Gateway, and the statuses to write. Pure.
 
     translate(inputs, now) -> Output
-        inputs: Inputs      frozen raw objects (GatewayClass, Gateway, HTTPRoute, ReferenceGrant,
+        inputs: Inputs      frozen raw objects (GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant,
                             Namespace, Service, EndpointSlice, Secret, ConfigMap, AgentgatewayBackend,
                             AgentgatewayPolicy) + our controllerName + the cluster DNS domain
         Output.resources    {GatewayKey(namespace, name): [resource_pb2.Resource, ...] sorted by key}
@@ -21,18 +21,21 @@ Modules, in the order translation uses them:
     attach       parentRef -> listeners (sectionName, port, allowedRoutes, hostnames)
     hostnames    listener/route hostname intersection
     filters      matches, filters, timeouts, retry -> RouteMatch, TrafficPolicy, BackendPolicy
-    routes       HTTPRoute -> Routes per (rule, listener), `status.parents`
+    routes       HTTPRoute -> Routes per (rule, listener), `status.parents` (shared by route kinds)
+    grpcview     typed views of GRPCRoute
+    grpcroutes   GRPCRoute rules -> matches (service/method as paths), filters, HTTP/2 backends
     policyspec   AgentgatewayPolicy traffic/backend sections -> TrafficPolicy, BackendPolicy
     policies     AgentgatewayPolicy targets -> Policy resources per Gateway, `status.ancestors`
     status       conditions and problems
     pipeline     the steps in order (`translate`)
 
 Keys (each Gateway has its own proxies, so keys need no gateway prefix): `bind/<port>`,
-`bind/<port>/<listener>`, `bind/<port>/<listener>/<route ns>/<route name>/<rule index>`,
+`bind/<port>/<listener>`, `bind/<port>/<listener>/<route ns>/<route name>/<rule index>` (HTTPRoute),
+`bind/<port>/<listener>/grpc/<route ns>/<route name>/<rule index>` (GRPCRoute),
 `backend/<ns>/<name>` (AgentgatewayBackend), `service/<ns>/<name>:<port>` (Service),
 `policy/<ns>/<name>/<gateway|listener|route|backend>/<target>` (AgentgatewayPolicy).
 
-Not translated yet: GRPCRoute, TCPRoute, TLSRoute, ListenerSet (no views, not in Inputs); TLS
+Not translated yet: TCPRoute, TLSRoute, ListenerSet (no views, not in Inputs); TLS
 passthrough listeners; AgentgatewayPolicy `frontend` and the parts `policyspec` lists. An invalid
 backendRef next to valid ones does not get its share of 500s (the proto cannot name an invalid
 backend): see `routes`.

@@ -14,7 +14,10 @@ A Service becomes a StaticBackend `<name>.<namespace>.svc.<cluster domain>:<port
 its `targetPort`, so a rollout never changes the resource. Two cases do not go through a virtual
 IP: an `ExternalName` Service becomes its `externalName`, and a headless Service (`clusterIP:
 None`, whose DNS name resolves to pod addresses) gets its `targetPort`, a named one resolved
-through the Service's EndpointSlices. An AgentgatewayBackend that exists but did not translate
+through the Service's EndpointSlices. A Service port whose `appProtocol` is `kubernetes.io/h2c`
+or `grpc` gets `BackendPolicy.http_version: HTTP2` (prior-knowledge h2c, Gateway API feature
+BackendProtocolH2C) on its Backend, for every route kind; `kubernetes.io/ws` and `wss` need
+nothing (the proxy relays upgrades). An AgentgatewayBackend that exists but did not translate
 resolves to no resource and no problem: the route answers 500 for it, and the backend's own
 `Accepted=False` status says why (agentgateway reports it the same way).
 """
@@ -32,6 +35,9 @@ from controller.translate import agwbackends, index, refs, status
 
 SERVICE = ("", "Service")
 AGENTGATEWAY_BACKEND = ("agentgateway.dev", "AgentgatewayBackend")
+
+HTTP2_APP_PROTOCOLS = frozenset({"kubernetes.io/h2c", "grpc"})
+"""Service port `appProtocol`s that mean HTTP/2 over cleartext (KEP-3726; `grpc` as Istio reads it)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,9 +105,11 @@ class Resolver:
         if service_port is None:
             return _problem(conditions.BACKEND_NOT_FOUND, f"Service {namespace}/{name} has no port {port}")
         host = f"{name}.{namespace}.svc.{self.idx.inputs.cluster_domain}"
+        http2 = service_port.get("appProtocol") in HTTP2_APP_PROTOCOLS
         if spec.get("clusterIP") == "None":
-            return _static(namespace, name, port, host, self._target_port(namespace, name, service_port))
-        return _static(namespace, name, port, host, port)
+            target = self._target_port(namespace, name, service_port)
+            return _static(namespace, name, port, host, target, http2)
+        return _static(namespace, name, port, host, port, http2)
 
     def _target_port(self, namespace: str, name: str, service_port: Mapping[str, Any]) -> int:
         """A headless Service's targetPort; a named one as its EndpointSlices resolved it."""
@@ -117,11 +125,14 @@ class Resolver:
         return port  # no endpoints yet: nothing would answer on any port
 
 
-def _static(namespace: str, name: str, port: int, host: str, target_port: int) -> Resolution:
+def _static(
+    namespace: str, name: str, port: int, host: str, target_port: int, http2: bool = False
+) -> Resolution:
     backend = pb.Backend(
         key=service_key(namespace, name, port),
         name=f"{namespace}/{name}:{port}",
         static=pb.StaticBackend(host=host, port=target_port),
+        policies=pb.BackendPolicy(http_version=pb.HTTP_VERSION_HTTP2) if http2 else None,
     )
     return Resolution(backend=backend, problem=None)
 

@@ -15,7 +15,7 @@ TLS with the certificate of its first usable `certificateRefs` Secret (`controll
 `ResolvedRefs=False/InvalidCertificateRef` or `RefNotPermitted` otherwise, and without a usable
 certificate it is not programmed). Listeners sharing a port with different protocols are
 `Conflicted/ProtocolConflict`, with the same protocol and hostname `Conflicted/HostnameConflict`,
-and a conflicted listener is not programmed; `allowedRoutes.kinds` other than HTTPRoute give
+and a conflicted listener is not programmed; `allowedRoutes.kinds` other than HTTPRoute and GRPCRoute give
 `ResolvedRefs=False/InvalidRouteKinds`. The Gateway is `Accepted` (reason `ListenersNotValid`
 when some listener is not usable) while at least one listener is usable.
 
@@ -34,19 +34,26 @@ from api.proto.agentgw.v1 import resource_pb2 as pb
 from controller.translate import index, model, status, tls
 
 HTTP_ROUTE = gw.RouteGroupKind(group=gw.GROUP, kind="HTTPRoute")
+GRPC_ROUTE = gw.RouteGroupKind(group=gw.GROUP, kind="GRPCRoute")
 
-ROUTE_KINDS: Mapping[str, tuple[gw.RouteGroupKind, ...]] = {"HTTP": (HTTP_ROUTE,), "HTTPS": (HTTP_ROUTE,)}
+ROUTE_KINDS: Mapping[str, tuple[gw.RouteGroupKind, ...]] = {
+    "HTTP": (HTTP_ROUTE, GRPC_ROUTE),
+    "HTTPS": (HTTP_ROUTE, GRPC_ROUTE),
+}
 """Listener protocol -> the route kinds it admits; a protocol missing here is unsupported."""
 
 PARAMETERS_KIND = ("agentgateway.dev", "AgentgatewayParameters")
 
 SUPPORTED_FEATURES = (
+    "GRPCRoute",
+    "GRPCRouteNamedRouteRule",
     "Gateway",
     "GatewayPort8080",
     "HTTPRoute",
     "HTTPRoute303RedirectStatusCode",
     "HTTPRoute307RedirectStatusCode",
     "HTTPRoute308RedirectStatusCode",
+    "HTTPRouteBackendProtocolH2C",
     "HTTPRouteBackendProtocolWebSocket",
     "HTTPRouteBackendRequestHeaderModification",
     "HTTPRouteBackendTimeout",
@@ -68,7 +75,7 @@ SUPPORTED_FEATURES = (
     "HTTPRouteSchemeRedirect",
     "ReferenceGrant",
 )
-"""`GatewayClass.status.supportedFeatures` (sorted, as the spec requires): what the translator
+"""`GatewayClass.status.supportedFeatures` (sorted byte-wise, as the spec requires): what the translator
 and the proxy implement today. The conformance suite reads it to choose its tests."""
 
 NO_ERRORS = "No errors found"

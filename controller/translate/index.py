@@ -37,6 +37,7 @@ class Index:
     backends: Mapping[NamespacedName, model.Object]
     gateways: Mapping[NamespacedName, model.Object]
     http_routes: Mapping[NamespacedName, model.Object]
+    grpc_routes: Mapping[NamespacedName, model.Object]
     endpoint_slices: Mapping[NamespacedName, tuple[model.Object, ...]]
     """By the (namespace, name) of the Service they belong to."""
     namespace_labels: Mapping[str, Mapping[str, str]]
@@ -62,6 +63,7 @@ def build(inputs: model.Inputs) -> Index:
         backends=_by_name(inputs.backends),
         gateways=_by_name(inputs.gateways),
         http_routes=_by_name(inputs.http_routes),
+        grpc_routes=_by_name(inputs.grpc_routes),
         endpoint_slices={k: tuple(v) for k, v in slices.items()},
         namespace_labels={name_of(n): dict(_meta(n).get("labels") or {}) for n in inputs.namespaces},
         grants=refs.Grants(_views(gw.ReferenceGrant, inputs.reference_grants)),

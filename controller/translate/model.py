@@ -54,6 +54,7 @@ class Inputs:
     gateway_classes: tuple[Object, ...] = ()
     gateways: tuple[Object, ...] = ()
     http_routes: tuple[Object, ...] = ()
+    grpc_routes: tuple[Object, ...] = ()
     reference_grants: tuple[Object, ...] = ()
     namespaces: tuple[Object, ...] = ()
     """For `allowedRoutes.namespaces.from: Selector`; a namespace without an object still carries
@@ -89,6 +90,7 @@ class Inputs:
             gateway_classes=tuple(fields["gateway_classes"]),
             gateways=tuple(fields["gateways"]),
             http_routes=tuple(fields["http_routes"]),
+            grpc_routes=tuple(fields["grpc_routes"]),
             reference_grants=tuple(fields["reference_grants"]),
             namespaces=tuple(fields["namespaces"]),
             services=tuple(fields["services"]),
@@ -106,6 +108,7 @@ _FIELD_BY_KIND = {
     ("gateway.networking.k8s.io", "GatewayClass"): "gateway_classes",
     ("gateway.networking.k8s.io", "Gateway"): "gateways",
     ("gateway.networking.k8s.io", "HTTPRoute"): "http_routes",
+    ("gateway.networking.k8s.io", "GRPCRoute"): "grpc_routes",
     ("gateway.networking.k8s.io", "ReferenceGrant"): "reference_grants",
     ("", "Namespace"): "namespaces",
     ("", "Service"): "services",

@@ -6,8 +6,8 @@ In: a frozen `model.Inputs` and the clock for new conditions' `lastTransitionTim
 1. GatewayClasses with our controllerName (`gateways`): Accepted + supportedFeatures;
 2. AgentgatewayBackends (`agwbackends`): a Backend resource each, or TranslationError;
 3. Gateways of our classes (`gateways`): listener states, Bind and Listener resources;
-4. HTTPRoutes (`routes`, `attach`, `filters`, `backends`): Routes on the listeners they attach to,
-   the Backends those use, `status.parents`;
+4. HTTPRoutes and GRPCRoutes (`routes`, `grpcroutes`, `attach`, `filters`, `backends`): Routes on
+   the listeners they attach to, the Backends those use, `status.parents`;
 5. AgentgatewayPolicies (`policies`, `policyspec`): a Policy per target on the Gateways the
    targets belong to (so after the routes), `status.ancestors`;
 6. Gateway statuses, now that `attachedRoutes` is known.
@@ -28,7 +28,17 @@ import pydantic
 from api.gateway import conditions
 from api.gateway import v1 as gw
 from api.proto.agentgw.v1 import resource_pb2 as pb
-from controller.translate import agwbackends, backends, gateways, index, model, policies, routes, status
+from controller.translate import (
+    agwbackends,
+    backends,
+    gateways,
+    grpcroutes,
+    index,
+    model,
+    policies,
+    routes,
+    status,
+)
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 """The clock of golden files."""
@@ -58,16 +68,21 @@ def translate(inputs: model.Inputs, now: datetime.datetime = EPOCH) -> model.Out
         k: gateways.resources(s) for k, s in states.items()
     }
     attached: dict[tuple[model.GatewayKey, str], int] = {}
-    for obj in inputs.http_routes:
-        result = routes.translate(obj, ctx)
-        for gateway, found in result.resources.items():
-            resources[gateway].extend(found)
-        for pair in result.attached:
-            attached[pair] = attached.get(pair, 0) + 1
-        if result.status is not None:
-            statuses[_ref(obj, "HTTPRoute")] = result.status
+    route_kinds: dict[str, str] = {}
+    for kind, objects in ((routes.HTTP, inputs.http_routes), (grpcroutes.GRPC, inputs.grpc_routes)):
+        for obj in objects:
+            result = routes.translate(obj, ctx, kind)
+            for gateway, found in result.resources.items():
+                resources[gateway].extend(found)
+                route_kinds.update((r.route.key, kind.name) for r in found if r.WhichOneof("kind") == "route")
+            for pair in result.attached:
+                attached[pair] = attached.get(pair, 0) + 1
+            if result.status is not None:
+                statuses[_ref(obj, kind.name)] = result.status
 
-    placed = policies.translate_all(idx, states, resources, ctx.resolver, inputs.controller_name, clock)
+    placed = policies.translate_all(
+        idx, states, resources, route_kinds, ctx.resolver, inputs.controller_name, clock
+    )
     for gateway, found in placed.resources.items():
         resources[gateway].extend(found)
     statuses.update(placed.statuses)

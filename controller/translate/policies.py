@@ -9,9 +9,9 @@ sections are translated once (`policyspec`); every target gets a copy:
 
     Gateway                            -> `gateway` "<ns>/<name>"
     Gateway, sectionName (a listener)  -> `listener_key` `bind/<port>/<listener>`
-    HTTPRoute                          -> `route_key` of each of its Routes (one per rule and
+    HTTPRoute, GRPCRoute               -> `route_key` of each of its Routes (one per rule and
                                           listener it attached to)
-    HTTPRoute, sectionName (a rule)    -> `rule_key` of the Routes of the rule of that name
+    HTTPRoute, GRPCRoute, sectionName  -> `rule_key` of the Routes of the rule of that name
     Service                            -> `backend_key` `service/<ns>/<name>:<port>` of each port
                                           routes use (sectionName: that port)
     AgentgatewayBackend                -> `backend_key` `backend/<ns>/<name>`
@@ -19,8 +19,8 @@ sections are translated once (`policyspec`); every target gets a copy:
 A Policy's key is `policy/<ns>/<name>/<target kind>/<target>` (`.../route/bind/80/http/default/
 r/0`), stable while the target exists. The translator does not merge: the proxy merges policies
 field by field (Gateway < listener < route < rule < backend; `strategy.inheritance: Override` ->
-`override`; at one level a route's own filters first, then older policies). GRPCRoute,
-ListenerSet and InferencePool targets are not translated yet.
+`override`; at one level a route's own filters first, then older policies). ListenerSet and
+InferencePool targets are not translated yet.
 
 Status (agentgateway's, Gateway API `PolicyAncestorStatus`): one ancestor per Gateway the policy
 reaches, `ancestorRef` that Gateway, with `Accepted` (`Valid` "Policy accepted"; `PartiallyValid`
@@ -145,12 +145,14 @@ def translate_all(
     idx: index.Index,
     states: Mapping[model.GatewayKey, gateways.GatewayState],
     resources: Mapping[model.GatewayKey, Sequence[pb.Resource]],
+    route_kinds: Mapping[str, str],
     resolver: backends.Resolver,
     controller_name: str,
     now: str,
 ) -> Result:
-    """Every AgentgatewayPolicy: its Policy resources and its status."""
-    found = _Found.of(resources)
+    """Every AgentgatewayPolicy: its Policy resources and its status. `route_kinds` maps each
+    Route key to the kind of the route it comes from (`HTTPRoute`, `GRPCRoute`)."""
+    found = _Found.of(resources, route_kinds)
     done = [_translate(obj, idx, states, found, resolver) for obj in idx.inputs.policies]
     out: dict[model.GatewayKey, list[pb.Resource]] = {}
     for t in done:
@@ -231,15 +233,19 @@ class _Found:
 
     routes: dict[model.GatewayKey, list[pb.Route]]
     backend_keys: dict[model.GatewayKey, set[str]]
+    kinds: Mapping[str, str]
+    """Route key -> the kind of its route."""
 
     @classmethod
-    def of(cls, resources: Mapping[model.GatewayKey, Sequence[pb.Resource]]) -> _Found:
+    def of(
+        cls, resources: Mapping[model.GatewayKey, Sequence[pb.Resource]], kinds: Mapping[str, str]
+    ) -> _Found:
         found_routes: dict[model.GatewayKey, list[pb.Route]] = {}
         keys: dict[model.GatewayKey, set[str]] = {}
         for gateway, items in resources.items():
             found_routes[gateway] = [r.route for r in items if r.WhichOneof("kind") == "route"]
             keys[gateway] = {r.backend.key for r in items if r.WhichOneof("kind") == "backend"}
-        return cls(found_routes, keys)
+        return cls(found_routes, keys, kinds)
 
 
 def _targets(
@@ -293,6 +299,7 @@ def _objects_of(idx: index.Index, group: str, kind: str) -> Mapping[index.Namesp
     by_kind = {
         (gw.GROUP, "Gateway"): idx.gateways,
         (gw.GROUP, "HTTPRoute"): idx.http_routes,
+        (gw.GROUP, "GRPCRoute"): idx.grpc_routes,
         ("", "Service"): idx.services,
         (policyspec.GROUP, "AgentgatewayBackend"): idx.backends,
     }
@@ -319,8 +326,8 @@ def _resolve(
         return [], f"{what} not found"
     if kind == "Gateway":
         return _gateway_target(model.GatewayKey(namespace, name), section, states, what)
-    if kind == "HTTPRoute":
-        return _route_targets(obj, namespace, name, section, found, what)
+    if kind in ("HTTPRoute", "GRPCRoute"):
+        return _route_targets(obj, kind, namespace, name, section, found, what)
     if kind == "Service":
         if section is None:
             prefix = backends.service_key(namespace, name, 0).removesuffix("0")
@@ -357,7 +364,13 @@ def _gateway_target(
 
 
 def _route_targets(
-    obj: model.Object, namespace: str, name: str, section: str | None, found: _Found, what: str
+    obj: model.Object,
+    kind: str,
+    namespace: str,
+    name: str,
+    section: str | None,
+    found: _Found,
+    what: str,
 ) -> tuple[list[tuple[model.GatewayKey, pb.PolicyTarget]], str | None]:
     rule_index: int | None = None
     if section is not None:
@@ -369,7 +382,10 @@ def _route_targets(
         (gateway, pb.PolicyTarget(route_key=r.key) if rule_index is None else pb.PolicyTarget(rule_key=r.key))
         for gateway, found_routes in sorted(found.routes.items())
         for r in found_routes
-        if r.namespace == namespace and r.name == name and (rule_index is None or r.rule_index == rule_index)
+        if r.namespace == namespace
+        and r.name == name
+        and found.kinds.get(r.key) == kind
+        and (rule_index is None or r.rule_index == rule_index)
     ]
     return out, None if out else f"{what} is not attached to any Gateway"
 
@@ -405,7 +421,7 @@ class _Winners:
                     _fields(route.policies),
                     False,
                     (0, 0, ""),
-                    f"HTTPRoute {route.namespace}/{route.name}",
+                    f"{found.kinds.get(route.key, 'HTTPRoute')} {route.namespace}/{route.name}",
                 )
                 levels = [
                     by_target.get((gateway, "gateway", f"{gateway.namespace}/{gateway.name}"), []),

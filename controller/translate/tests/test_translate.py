@@ -49,8 +49,8 @@ def test_the_seed_routes_to_an_openai_backend_with_the_key_from_the_secret() -> 
 
 
 def test_inputs_refuse_a_kind_the_translator_does_not_read() -> None:
-    with pytest.raises(ValueError, match="GRPCRoute"):
-        translate.Inputs.from_objects([{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GRPCRoute"}])
+    with pytest.raises(ValueError, match="TCPRoute"):
+        translate.Inputs.from_objects([{"apiVersion": "gateway.networking.k8s.io/v1", "kind": "TCPRoute"}])
 
 
 def test_gateways_of_classes_with_another_controller_name_are_left_alone() -> None:
