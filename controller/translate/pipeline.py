@@ -6,8 +6,10 @@ In: a frozen `model.Inputs` and the clock for new conditions' `lastTransitionTim
 1. GatewayClasses with our controllerName (`gateways`): Accepted + supportedFeatures;
 2. AgentgatewayBackends (`agwbackends`): a Backend resource each, or TranslationError;
 3. Gateways of our classes (`gateways`): listener states, Bind and Listener resources;
-4. HTTPRoutes and GRPCRoutes (`routes`, `grpcroutes`, `attach`, `filters`, `backends`): Routes on
-   the listeners they attach to, the Backends those use, `status.parents`;
+4. HTTPRoutes and GRPCRoutes (`routes`, `grpcroutes`, `attach`, `filters`, `backends`): where each
+   attaches (`routes.claims`: on a listener, a route of one kind that shares a hostname with an
+   older one of the other kind is refused), then Routes on the listeners they attach to, the
+   Backends those use, `status.parents`;
 5. AgentgatewayPolicies (`policies`, `policyspec`): a Policy per target on the Gateways the
    targets belong to (so after the routes), `status.ancestors`;
 6. Gateway statuses, now that `attachedRoutes` is known.
@@ -19,6 +21,7 @@ versions are stable).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -69,16 +72,18 @@ def translate(inputs: model.Inputs, now: datetime.datetime = EPOCH) -> model.Out
     }
     attached: dict[tuple[model.GatewayKey, str], int] = {}
     route_kinds: dict[str, str] = {}
-    for kind, objects in ((routes.HTTP, inputs.http_routes), (grpcroutes.GRPC, inputs.grpc_routes)):
-        for obj in objects:
-            result = routes.translate(obj, ctx, kind)
-            for gateway, found in result.resources.items():
-                resources[gateway].extend(found)
-                route_kinds.update((r.route.key, kind.name) for r in found if r.WhichOneof("kind") == "route")
-            for pair in result.attached:
-                attached[pair] = attached.get(pair, 0) + 1
-            if result.status is not None:
-                statuses[_ref(obj, kind.name)] = result.status
+    all_routes = [(routes.HTTP, obj) for obj in inputs.http_routes]
+    all_routes += [(grpcroutes.GRPC, obj) for obj in inputs.grpc_routes]
+    ctx = dataclasses.replace(ctx, claims=routes.claims(all_routes, ctx))
+    for kind, obj in all_routes:
+        result = routes.translate(obj, ctx, kind)
+        for gateway, found in result.resources.items():
+            resources[gateway].extend(found)
+            route_kinds.update((r.route.key, kind.name) for r in found if r.WhichOneof("kind") == "route")
+        for pair in result.attached:
+            attached[pair] = attached.get(pair, 0) + 1
+        if result.status is not None:
+            statuses[_ref(obj, kind.name)] = result.status
 
     placed = policies.translate_all(
         idx, states, resources, route_kinds, ctx.resolver, inputs.controller_name, clock

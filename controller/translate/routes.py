@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pydantic
@@ -37,7 +37,7 @@ import pydantic
 from api.gateway import conditions
 from api.gateway import v1 as gw
 from api.proto.agentgw.v1 import resource_pb2 as pb
-from controller.translate import attach, backends, filters, gateways, index, model, status
+from controller.translate import attach, backends, filters, gateways, hostnames, index, model, status
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +87,24 @@ class Context:
     labels_of: Callable[[str], Mapping[str, str]]
     controller_name: str
     now: str
+    claims: Mapping[tuple[model.GatewayKey, str], Sequence[Claim]] = dataclasses.field(default_factory=dict)
+    """Per (Gateway, listener name): the routes of every kind that attach there (`claims`), for
+    the rule that an HTTPRoute and a GRPCRoute never share a hostname on a listener."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A route attached to a listener, with the hostnames it serves there."""
+
+    kind: str
+    order: tuple[int, str]
+    """(creation time, "namespace/name"): the smaller one is the older route and wins."""
+    hostnames: tuple[str, ...]
+    """() means every hostname the listener takes."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.order[1]}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +155,7 @@ def translate(obj: model.Object, ctx: Context, kind: RouteKind | None = None) ->
         return RouteResult({}, frozenset(), _status(stamp, parents, (), Verdict(), ctx))
     rules = tuple(_rule(route, kind, i, r, ctx) for i, r in enumerate(route.rules))
     kept = [r for r in rules if r.route is not None]
-    parents = [_attach(ref, route, kind, ctx) for ref in refs]
+    parents = [_cross_serving(_attach(ref, route, kind, ctx), _claim(route, kind, ()), ctx) for ref in refs]
     problems = tuple(p for r in kept for p in r.problems)
     verdict = _verdict(rules, kept)
     stanza = _status(stamp, parents, problems, verdict, ctx)
@@ -176,6 +194,67 @@ def _attach(ref: gw.ParentReference, route: ParsedRoute, kind: RouteKind, ctx: C
     namespace = route.metadata.namespace
     gateway = ctx.gateways[_gateway_key(ref, namespace)]
     return attach.attach(ref, namespace, kind.name, route.hostnames, gateway, ctx.labels_of)
+
+
+def claims(
+    objects: Iterable[tuple[RouteKind, model.Object]], ctx: Context
+) -> dict[tuple[model.GatewayKey, str], list[Claim]]:
+    """Where each route attaches, by (Gateway, listener name), before translating any of them."""
+    out: dict[tuple[model.GatewayKey, str], list[Claim]] = {}
+    for kind, obj in objects:
+        namespace = index.namespace_of(obj)
+        refs = _our_parents(obj, namespace, ctx)
+        if not refs:
+            continue
+        try:
+            route = kind.parse(obj)
+        except pydantic.ValidationError:
+            continue
+        for ref in refs:
+            parent = _attach(ref, route, kind, ctx)
+            for a in parent.attachments:
+                out.setdefault((parent.gateway, a.listener.spec.name), []).append(
+                    _claim(route, kind, a.hostnames)
+                )
+    return out
+
+
+def _claim(route: ParsedRoute, kind: RouteKind, names: tuple[str, ...]) -> Claim:
+    meta = route.metadata
+    return Claim(
+        kind.name, (creation_seconds(meta.creation_timestamp), f"{meta.namespace}/{meta.name}"), names
+    )
+
+
+def _cross_serving(parent: attach.Parent, route: Claim, ctx: Context) -> attach.Parent:
+    """Leave out the listeners where an older route of another kind (HTTPRoute vs GRPCRoute)
+    serves an intersecting hostname (GRPCRoute spec: exactly one of the two is accepted); with
+    none left, the parent is `Accepted=False/NotAllowedByListeners`."""
+    kept: list[attach.Attachment] = []
+    rivals: list[str] = []
+    for a in parent.attachments:
+        older = [
+            c
+            for c in ctx.claims.get((parent.gateway, a.listener.spec.name), ())
+            if c.kind != route.kind and c.order < route.order and _overlap(c.hostnames, a.hostnames)
+        ]
+        if older:
+            rivals.append(f"{older[0].label} on listener {a.listener.spec.name}")
+        else:
+            kept.append(a)
+    if not rivals or parent.problem is not None:
+        return parent
+    if kept:
+        return dataclasses.replace(parent, attachments=tuple(kept))
+    message = f"an older route of another kind serves the same hostnames: {', '.join(rivals)}"
+    return dataclasses.replace(
+        parent, attachments=(), problem=status.Problem(conditions.NOT_ALLOWED_BY_LISTENERS, message)
+    )
+
+
+def _overlap(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Whether two routes' hostnames on one listener intersect (() is every hostname there)."""
+    return not a or not b or any(hostnames.pair(x, y) is not None for x in a for y in b)
 
 
 def _unaccepted(ref: gw.ParentReference, namespace: str, problem: status.Problem) -> attach.Parent:
