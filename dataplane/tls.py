@@ -23,7 +23,8 @@ there requests client certificates optionally and accepts the loosest versions, 
 Client side: `client_tls(msg, host, where)` is a hashable `ClientTls` (pool keys tell specs
 apart); `ClientTls.context()` builds the `ssl.SSLContext` once and rebuilds it when its files
 change. With `subject_alt_names`, OpenSSL's hostname check is off and `peer_problem` is called
-on the verified certificate after the handshake.
+on the verified certificate after the handshake. `h2(spec)` is the same spec offering ALPN "h2"
+(HTTP/2 backends). Listeners offer ALPN "h2" and "http/1.1".
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ log = logging.getLogger(__name__)
 FILE_RECHECK = 2.0
 """Seconds between checks of certificate files' mtimes (from the handshake or connect path)."""
 
-ALPN = ["http/1.1"]
-"""What the listeners speak."""
+ALPN = ["h2", "http/1.1"]
+"""What the listeners speak, in order of preference (the client's ALPN list decides)."""
 
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 _NEGOTIATED = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
@@ -587,6 +588,20 @@ def system(host: str) -> ClientTls:
 
 
 _system_specs: dict[str, ClientTls] = {}
+_h2_specs: dict[ClientTls, ClientTls] = {}
+
+
+def h2(spec: ClientTls) -> ClientTls:
+    """`spec` offering ALPN "h2" (for HTTP/2 backends) unless it already names protocols; one
+    derived spec per original, so its context is built once."""
+    if spec.alpn:
+        return spec
+    found = _h2_specs.get(spec)
+    if found is None:
+        if len(_h2_specs) > 4096:
+            _h2_specs.clear()
+        found = _h2_specs[spec] = dataclasses.replace(spec, alpn=("h2",))
+    return found
 
 
 def client_tls(msg: pb.BackendTls | None, host: str, where: str) -> ClientTls:

@@ -205,11 +205,11 @@ class Exchange:
     async def drain(self) -> None:
         await self.conn.drain()
 
-    def end(self) -> None:
+    def end(self, trailers: bytes = b"") -> None:
         if self._ended:
             return
         self._ended = True
-        tail = _CHUNK_END if self._chunked else b""
+        tail = (b"0\r\n%s\r\n" % trailers if trailers else _CHUNK_END) if self._chunked else b""
         if self._pending_head:
             tail, self._pending_head = self._pending_head + tail, b""
         if tail:

@@ -10,12 +10,19 @@ HTTPS: a port listed in `tls` serves TLS with a `tls.PortTls` holder. New certif
 port (rotation, a changed Secret) only swap the holder's `ServerTls`: the socket stays and new
 handshakes see them. A port switching between plain and TLS gets a new socket first (the port
 is shared with SO_REUSEPORT), then the old one stops accepting and its connections drain.
+
+HTTP/2: every connection starts as HTTP/1.1. On a plain port, the first bytes are compared once
+with the HTTP/2 client preface (prior-knowledge h2c, what gRPC clients send; a partial preface
+is buffered until it completes or differs): a match hands the transport to an
+`http2.HTTP2Connection`, anything else goes to the HTTP/1.1 parser and the check never runs
+again. On a TLS port the ALPN the handshake negotiated ("h2" or "http/1.1") decides.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import ssl
@@ -23,7 +30,7 @@ import typing
 from collections.abc import Mapping
 
 from dataplane import settings, tls
-from dataplane.server import http1
+from dataplane.server import exchange, http1, http2
 from dataplane.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -33,12 +40,70 @@ class BindError(Exception):
     """A port could not be opened (in use, permission)."""
 
 
+class _Connection(http1.HTTP1Connection):
+    """A connection on a plain port: HTTP/1.1, unless its first bytes are the HTTP/2 preface."""
+
+    def __init__(
+        self,
+        handler: exchange.Handler,
+        limits: settings.Limits,
+        port: int,
+        registry: set[exchange.ServerConnection],
+    ) -> None:
+        # HTTP1Connection only adds itself to and removes itself from the registry.
+        super().__init__(handler, limits, port, typing.cast(set[http1.HTTP1Connection], registry))
+        self._h2 = functools.partial(http2.HTTP2Connection, handler, limits, port, registry)
+        self._registry_h2 = registry
+        self._preface_timeout = limits.header_read_timeout
+        self._sniffed = b""
+
+    def data_received(self, data: bytes) -> None:
+        """The first bytes only: once the protocol is known, the transport calls the chosen
+        protocol's `data_received` directly (this method is out of the path)."""
+        if self._sniffed:
+            data = self._sniffed + data
+        if data[:1] == b"P" and http2.PREFACE.startswith(data[:24]):
+            transport = self._transport
+            if transport is None:
+                return
+            if len(data) < len(http2.PREFACE):
+                self._sniffed = data  # a partial preface: wait for the rest (the head timeout runs)
+                self.deadline = asyncio.get_running_loop().time() + self._preface_timeout
+                return
+            self._handover(transport, data)
+            return
+        self._sniffed = b""
+        self.data_received = super().data_received  # type: ignore[method-assign]
+        if self._transport is not None:
+            self._transport.set_protocol(self)  # uvloop caches the bound method: refresh it
+        super().data_received(data)
+
+    def _handover(self, transport: asyncio.Transport, data: bytes) -> None:
+        h2conn = self._h2()
+        self._registry_h2.discard(self)
+        self._transport = None
+        transport.set_protocol(h2conn)
+        h2conn.connection_made(transport)
+        h2conn.data_received(data)
+
+
 class _TlsConnection(http1.HTTP1Connection):
     """A connection on an HTTPS port: the handshake is done when `connection_made` runs; the
-    hostname the SNI chose may still refuse the client (client certificate, version)."""
+    hostname the SNI chose may still refuse the client (client certificate, version). A client
+    that negotiated ALPN "h2" is handed to an `http2.HTTP2Connection`."""
 
     sni: str | None = None
     """The server name the client sent (None without SNI): the listener whose certificate it got."""
+
+    def __init__(
+        self,
+        handler: exchange.Handler,
+        limits: settings.Limits,
+        port: int,
+        registry: set[exchange.ServerConnection],
+    ) -> None:
+        super().__init__(handler, limits, port, typing.cast(set[http1.HTTP1Connection], registry))
+        self._h2 = functools.partial(http2.HTTP2Connection, handler, limits, port, registry)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         ssl_object = transport.get_extra_info("ssl_object")
@@ -48,13 +113,18 @@ class _TlsConnection(http1.HTTP1Connection):
             typing.cast(asyncio.Transport, transport).abort()  # uvloop's are not subclasses
             return
         self.sni = tls.server_name(ssl_object)
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            h2conn = self._h2(scheme="https", sni=self.sni)
+            typing.cast(asyncio.Transport, transport).set_protocol(h2conn)
+            h2conn.connection_made(transport)
+            return
         super().connection_made(transport)
 
 
 class Listeners:
     def __init__(
         self,
-        handler: http1.Handler,
+        handler: exchange.Handler,
         limits: settings.Limits,
         stats: metrics.Registry,
         host: str = "0.0.0.0",
@@ -66,10 +136,10 @@ class Listeners:
         self._servers: dict[int, asyncio.Server] = {}
         self._tls: dict[int, tls.PortTls] = {}
         """The TLS holder of each HTTPS port; the ones absent here serve plain HTTP."""
-        self.connections: dict[int, set[http1.HTTP1Connection]] = {}
+        self.connections: dict[int, set[exchange.ServerConnection]] = {}
         # connections of binds removed by a reload: still finishing their requests, and still
         # owed the drain deadline (then closed) at shutdown
-        self._retired: list[set[http1.HTTP1Connection]] = []
+        self._retired: list[set[exchange.ServerConnection]] = []
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
@@ -95,7 +165,7 @@ class Listeners:
                     holder.update(server_tls)
                 continue
             new_holder = tls.PortTls(server_tls) if server_tls is not None else None
-            registry: set[http1.HTTP1Connection] = set()
+            registry: set[exchange.ServerConnection] = set()
             try:
                 server = await self._open(port, registry, new_holder)
             except OSError as exc:
@@ -125,7 +195,7 @@ class Listeners:
             self._retired.append(retired)
 
     async def _open(
-        self, port: int, registry: set[http1.HTTP1Connection], holder: tls.PortTls | None
+        self, port: int, registry: set[exchange.ServerConnection], holder: tls.PortTls | None
     ) -> asyncio.Server:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -139,7 +209,7 @@ class Listeners:
         sock.setblocking(False)
         counter = self._stats.downstream_connections
         label = (str(port),)
-        conn_class = http1.HTTP1Connection if holder is None else _TlsConnection
+        conn_class = _Connection if holder is None else _TlsConnection
 
         def factory() -> http1.HTTP1Connection:
             counter.inc(label)
@@ -166,7 +236,7 @@ class Listeners:
                 for conn in list(conns):
                     conn.check_deadline(now)
 
-    def _all(self) -> list[set[http1.HTTP1Connection]]:
+    def _all(self) -> list[set[exchange.ServerConnection]]:
         return [*self.connections.values(), *self._retired]
 
     def active_connections(self) -> int:
