@@ -22,10 +22,16 @@ edge and re-raised as one of these, with the library error chained as `__cause__
         ├── UpstreamError           502  the upstream broke the exchange
         │   ├── UpstreamUnavailable 503  no connection could be made
         │   └── UpstreamTimeout     504  a request or backend timeout fired
+        │       └── DeadlineExceeded 504 the deadline a gRPC client sent (grpc-timeout) passed
         └── ClientGone                   the client went away; nothing can be sent
 
 `response_for` is the single mapping from an error to status, headers and body. The body names
 what failed in words an operator can grep, never secrets or upstream internals.
+
+gRPC clients (`content-type: application/grpc...`) cannot read an HTTP error status: for them
+`grpc_response_for` makes the same error a "trailers-only" response (HTTP 200, `grpc-status`
+from the gRPC spec's HTTP-to-gRPC table, `grpc-message` percent-encoded) and `grpc_trailers_for`
+the trailers that end a response whose head already went out. `response_for_request` picks.
 """
 
 from __future__ import annotations
@@ -141,6 +147,10 @@ class UpstreamTimeout(UpstreamError):
     reason = "upstream_request_timeout"
 
 
+class DeadlineExceeded(UpstreamTimeout):
+    reason = "deadline_exceeded"
+
+
 class ClientGone(ProxyError):
     status = 499
     reason = "client_disconnected"
@@ -153,3 +163,59 @@ def response_for(error: ProxyError) -> tuple[int, list[tuple[bytes, bytes]], byt
     body = f"{error.reason}: {error}\n".encode()
     headers = [(b"content-type", b"text/plain; charset=utf-8"), *error.headers]
     return error.status, headers, body
+
+
+# --------------------------------------------------------------------------------------------
+# gRPC
+
+GRPC_OK = 0
+GRPC_UNKNOWN = 2
+GRPC_DEADLINE_EXCEEDED = 4
+GRPC_STATUS_BY_HTTP = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
+"""gRPC's doc/http-grpc-status-mapping.md: INTERNAL, UNAUTHENTICATED, PERMISSION_DENIED,
+UNIMPLEMENTED, UNAVAILABLE; any other status is UNKNOWN."""
+
+_GRPC_CONTENT_TYPE = [(b"content-type", b"application/grpc")]
+_UNRESERVED = frozenset(range(0x20, 0x7F)) - {ord("%")}
+
+
+def is_grpc(content_type: str | None) -> bool:
+    """The request is gRPC: its content-type is application/grpc or application/grpc+<codec>."""
+    return content_type is not None and content_type.startswith("application/grpc")
+
+
+def grpc_status(error: ProxyError) -> int:
+    if isinstance(error, DeadlineExceeded):
+        return GRPC_DEADLINE_EXCEEDED
+    return GRPC_STATUS_BY_HTTP.get(error.status, GRPC_UNKNOWN)
+
+
+def grpc_message(text: str) -> bytes:
+    """Percent-encode a grpc-message value (gRPC's PROTOCOL-HTTP2.md: UTF-8, then every byte
+    outside printable ASCII, and "%", as %XX)."""
+    return b"".join(
+        bytes((b,)) if b in _UNRESERVED else b"%%%02X" % b for b in text.encode("utf-8", "replace")
+    )
+
+
+def grpc_trailers_for(error: ProxyError) -> list[tuple[bytes, bytes]]:
+    """The `grpc-status` and `grpc-message` that report `error` to a gRPC client."""
+    return [
+        (b"grpc-status", b"%d" % grpc_status(error)),
+        (b"grpc-message", grpc_message(f"{error.reason}: {error}")),
+    ]
+
+
+def grpc_response_for(error: ProxyError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """`response_for` for a gRPC client: a trailers-only response (HTTP 200, no body); the
+    error's own headers (WWW-Authenticate, Retry-After) ride along."""
+    return 200, [*_GRPC_CONTENT_TYPE, *grpc_trailers_for(error), *error.headers], b""
+
+
+def response_for_request(
+    error: ProxyError, content_type: str | None
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """`grpc_response_for` when the request is gRPC, else `response_for`."""
+    if is_grpc(content_type):
+        return grpc_response_for(error)
+    return response_for(error)

@@ -15,16 +15,18 @@ import asyncio
 import logging
 import random
 import time
+import typing
 from collections.abc import Coroutine
 from typing import Any
 
-from dataplane import errors, routing, tables
+from dataplane import errors, routing, settings, tables
 from dataplane.backends import http as upstream
+from dataplane.backends import http2 as upstream2
 from dataplane.backends import llm
 from dataplane.config import store as config_store
 from dataplane.policies import context, filters, usage
 from dataplane.policies import transform as transform_policy
-from dataplane.server import http1, streams
+from dataplane.server import exchange, http1, http2, streams
 from dataplane.telemetry import accesslog, metrics
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,9 @@ HOP_BY_HOP = frozenset(
 )
 """Request headers never copied as-is to the upstream (we frame the body ourselves)."""
 
+_VERSIONS = {b"1.1": "1.1", b"2": "2", b"1.0": "1.0"}
+"""The access log's `version` field, without decoding per request."""
+
 RESPONSE_HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -62,7 +67,7 @@ RESPONSE_HOP_BY_HOP = frozenset(
 class _Attempt:
     """Bookkeeping for one request as it moves through the pipeline (for logs and metrics)."""
 
-    __slots__ = ("backend", "error", "listener", "route", "upstream_addr")
+    __slots__ = ("backend", "error", "grpc_status", "listener", "route", "upstream_addr")
 
     def __init__(self) -> None:
         self.listener = ""
@@ -70,6 +75,7 @@ class _Attempt:
         self.backend = ""
         self.upstream_addr = ""
         self.error = ""
+        self.grpc_status = ""
 
 
 class _Plan:
@@ -229,9 +235,11 @@ class Proxy:
         max_buffer_size: int,
         gateway: str,
         services: context.Services | None = None,
+        h2_client: upstream2.Client | None = None,
     ) -> None:
         self._store = store
         self._pool = pool
+        self._h2 = h2_client if h2_client is not None else upstream2.Client(settings.Upstream(), stats)
         self._stats = stats
         self._log = access_log
         self._max_buffer = max_buffer_size
@@ -240,7 +248,7 @@ class Proxy:
         self._mirrors: set[asyncio.Task[None]] = set()
 
     # entry point ----------------------------------------------------------------------------
-    def handle(self, ex: http1.Exchange) -> Coroutine[Any, Any, None] | None:
+    def handle(self, ex: exchange.Exchange) -> Coroutine[Any, Any, None] | None:
         """Serve one request. Answers at once, or starts the fast lane (callbacks), and returns
         None; or returns the coroutine of the full pipeline for the server to run as a task."""
         info = _Attempt()
@@ -254,7 +262,7 @@ class Proxy:
             if not self._shape(ex, plan):
                 self._record(ex, info)
                 return None
-            if self._fast_lane(ex, info, plan):
+            if isinstance(ex, http1.Exchange) and self._fast_lane(ex, info, plan):
                 return None
         except errors.ProxyError as exc:
             self._answer_error(ex, info, exc)
@@ -262,7 +270,7 @@ class Proxy:
             return None
         return self._forward_task(ex, info, plan)
 
-    async def _forward_task(self, ex: http1.Exchange, info: _Attempt, plan: _Plan) -> None:
+    async def _forward_task(self, ex: exchange.Exchange, info: _Attempt, plan: _Plan) -> None:
         try:
             if plan.pending is not None:
                 pending, plan.pending = plan.pending, None
@@ -279,17 +287,24 @@ class Proxy:
             self._record(ex, info)
 
     @staticmethod
-    def _answer_error(ex: http1.Exchange, info: _Attempt, exc: errors.ProxyError) -> None:
+    def _answer_error(ex: exchange.Exchange, info: _Attempt, exc: errors.ProxyError) -> None:
         info.error = f"{exc.reason}: {exc}"
         if ex.ended:
             return
+        content_type = ex.header("content-type")
         if not ex.head_sent:
-            status, headers, body = errors.response_for(exc)
+            status, headers, body = errors.response_for_request(exc, content_type)
+            if status == 200 and errors.is_grpc(content_type):
+                info.grpc_status = str(errors.grpc_status(exc))
             ex.respond(status, headers, body)
+        elif isinstance(ex, http2.Exchange) and errors.is_grpc(content_type):
+            # A gRPC response already under way: its trailers say what went wrong.
+            info.grpc_status = str(errors.grpc_status(exc))
+            ex.end_with_trailers(errors.grpc_trailers_for(exc))
         else:
             ex.abort()
 
-    def _record(self, ex: http1.Exchange, info: _Attempt) -> None:
+    def _record(self, ex: exchange.Exchange, info: _Attempt) -> None:
         elapsed = time.monotonic() - ex.started
         status = ex.status or 499
         gateway = self._gateway
@@ -309,11 +324,13 @@ class Proxy:
                     "bytes_in": ex.bytes_in,
                     "bytes_out": ex.bytes_out,
                     "error": info.error or None,
+                    "version": _VERSIONS.get(ex.version) or ex.version.decode("latin-1"),
+                    "grpc_status": info.grpc_status or None,
                 }
             )
 
     # pipeline -------------------------------------------------------------------------------
-    def _plan(self, ex: http1.Exchange, info: _Attempt) -> _Plan | None:
+    def _plan(self, ex: exchange.Exchange, info: _Attempt) -> _Plan | None:
         """Route the request and apply the policies that need no upstream. Pure of I/O except
         for answering redirects, direct responses and CORS preflights (then None)."""
         snapshot = self._store.tables
@@ -348,7 +365,9 @@ class Proxy:
 
         if not policy.steps and policy.response_transform is None:
             return _Plan(route, match, authority, ex.headers, path, extra_response, None)
-        ctx = context.RequestContext(ex, self._services, ex.headers, path, listener.name, route.name)
+        ctx = context.RequestContext(
+            _for_context(ex), self._services, ex.headers, path, listener.name, route.name
+        )
         plan = _Plan(route, match, authority, ex.headers, path, extra_response, ctx)
         try:
             plan.pending = context.run(policy.steps, ctx)
@@ -356,7 +375,7 @@ class Proxy:
             raise _with_cors(exc, extra_response) from exc.__cause__
         return plan
 
-    def _shape(self, ex: http1.Exchange, plan: _Plan) -> bool:
+    def _shape(self, ex: exchange.Exchange, plan: _Plan) -> bool:
         """Apply the policies that follow the security steps: answer a redirect or direct
         response (then False), or shape the upstream request (header changes, rewrite)."""
         route, match, path = plan.route, plan.match, plan.path
@@ -383,7 +402,7 @@ class Proxy:
         return True
 
     def _backend_policies(
-        self, ex: http1.Exchange, plan: _Plan, target: tables.Target
+        self, ex: exchange.Exchange, plan: _Plan, target: tables.Target
     ) -> list[tuple[bytes, bytes]]:
         """Run a chosen backend's security steps; return the headers to send it."""
         headers = plan.headers
@@ -391,7 +410,7 @@ class Proxy:
             ctx = plan.ctx
             if ctx is None:
                 ctx = plan.ctx = context.RequestContext(
-                    ex, self._services, headers, plan.path, "", plan.route.name
+                    _for_context(ex), self._services, headers, plan.path, "", plan.route.name
                 )
             ctx.backend = {"name": target.name, "type": "ai" if target.ai else "static", "protocol": "http"}
             ctx.invalidate("backend")
@@ -426,7 +445,12 @@ class Proxy:
         target = plan.route.pick()
         if target is None:
             raise errors.ProxyError("the route has no backend with a non-zero weight")
-        if target.redirect is not None or target.request_timeout is not None or target.ai is not None:
+        if (
+            target.redirect is not None
+            or target.request_timeout is not None
+            or target.ai is not None
+            or target.http2
+        ):
             return False
         conn = self._pool.take_idle(target.host, target.port, target.tls)
         if conn is None:
@@ -441,7 +465,7 @@ class Proxy:
         return True
 
     def _redirect(
-        self, ex: http1.Exchange, r: tables.Redirect, authority: str, path: str, match: routing.Match
+        self, ex: exchange.Exchange, r: tables.Redirect, authority: str, path: str, match: routing.Match
     ) -> None:
         location = filters.redirect_location(
             r, ex.conn.scheme, authority, path, ex.query, match.path_kind, match.path
@@ -451,7 +475,7 @@ class Proxy:
     # forwarding -----------------------------------------------------------------------------
     def _upstream_head(
         self,
-        ex: http1.Exchange,
+        ex: exchange.Exchange,
         route: tables.Route,
         target: tables.Target,
         authority: str,
@@ -471,7 +495,7 @@ class Proxy:
         target_uri = (up_path + ("?" + ex.query if ex.query else "")).encode("latin-1")
         return self._request_head(ex, headers, target_uri, body, target)
 
-    async def _forward(self, ex: http1.Exchange, info: _Attempt, plan: _Plan) -> None:
+    async def _forward(self, ex: exchange.Exchange, info: _Attempt, plan: _Plan) -> None:
         """Pick a backend and send; a retry picks again, so a dead backend is stepped around."""
         route, match, authority = plan.route, plan.match, plan.authority
         up_path = plan.up_path
@@ -497,6 +521,9 @@ class Proxy:
 
         timeouts = policy.timeouts
         deadline = asyncio.get_running_loop().time() + timeouts.request if timeouts.request else None
+        grpc_deadline = _grpc_deadline(ex)
+        if grpc_deadline is not None and (deadline is None or grpc_deadline < deadline):
+            deadline = grpc_deadline
         attempts = retry.attempts if retry is not None else 1
         failed: frozenset[str] = frozenset()
         for attempt in range(attempts):
@@ -510,6 +537,7 @@ class Proxy:
                 return
             headers = self._backend_policies(ex, plan, target)
             send = body_bytes
+            head: bytes | list[tuple[bytes, bytes]]
             if target.ai is not None:
                 if body_bytes is None:  # an LLM call is rewritten, so its body is read whole
                     rest, whole = await ex.body.read_upto(self._max_buffer - len(prefix))
@@ -522,23 +550,32 @@ class Proxy:
                 head = self._request_head(
                     ex, llm.provider_headers(target, headers), target.ai.path.encode(), send, target
                 )
+            elif target.http2:
+                head = self._h2_fields(ex, route, target, authority, headers, up_path, body_bytes)
             else:
                 head = self._upstream_head(ex, route, target, authority, headers, up_path, body_bytes)
             if attempt == 0 and body_bytes is not None:
                 for mirror in policy.mirrors:
                     if random.random() < mirror.percentage:
-                        self._mirror(mirror.target, head, body_bytes)
+                        mirror_head = (
+                            head
+                            if isinstance(head, bytes)
+                            else self._upstream_head(
+                                ex, route, target, authority, headers, up_path, body_bytes
+                            )
+                        )
+                        self._mirror(mirror.target, mirror_head, body_bytes)
             try:
                 if deadline is None:
-                    resp = await self._attempt(ex, target, head, send, prefix, timeouts.backend, info)
+                    resp = await self._call(ex, target, head, send, prefix, timeouts.backend, info)
                     if last or retry is None or resp.status not in retry.codes:
-                        await self._relay(ex, route, target, resp, plan)
+                        await self._relay(ex, route, target, resp, plan, info)
                         return
                 else:
                     async with asyncio.timeout_at(deadline):
-                        resp = await self._attempt(ex, target, head, send, prefix, timeouts.backend, info)
+                        resp = await self._call(ex, target, head, send, prefix, timeouts.backend, info)
                         if last or retry is None or resp.status not in retry.codes:
-                            await self._relay(ex, route, target, resp, plan)
+                            await self._relay(ex, route, target, resp, plan, info)
                             return
                 resp.discard()
                 assert retry is not None
@@ -546,6 +583,10 @@ class Proxy:
                 await self._backoff(retry, attempt, route, target)
                 continue
             except TimeoutError as exc:
+                if grpc_deadline is not None and deadline == grpc_deadline:
+                    raise errors.DeadlineExceeded(
+                        "the deadline the client set (grpc-timeout) passed"
+                    ) from exc
                 raise errors.UpstreamTimeout(f"request timeout ({timeouts.request:g}s) exceeded") from exc
             except errors.UpstreamError as exc:
                 if last or retry is None or ex.head_sent:
@@ -564,7 +605,7 @@ class Proxy:
 
     def _request_head(
         self,
-        ex: http1.Exchange,
+        ex: exchange.Exchange,
         headers: list[tuple[bytes, bytes]],
         target_uri: bytes,
         body: bytes | None,
@@ -614,7 +655,7 @@ class Proxy:
 
     async def _attempt(
         self,
-        ex: http1.Exchange,
+        ex: exchange.Exchange,
         target: tables.Target,
         head: bytes,
         body: bytes | None,
@@ -656,7 +697,7 @@ class Proxy:
 
     async def _send(
         self,
-        ex: http1.Exchange,
+        ex: exchange.Exchange,
         conn: upstream.UpstreamConnection,
         resp: upstream.UpstreamResponse,
         head: bytes,
@@ -671,7 +712,7 @@ class Proxy:
         await resp.head_waiter
 
     async def _stream_body(
-        self, ex: http1.Exchange, conn: upstream.UpstreamConnection, prefix: bytes
+        self, ex: exchange.Exchange, conn: upstream.UpstreamConnection, prefix: bytes
     ) -> None:
         """Copy a request body of unknown size or too big to buffer, with backpressure."""
         ex.send_continue()
@@ -691,15 +732,21 @@ class Proxy:
 
     async def _relay(
         self,
-        ex: http1.Exchange,
+        ex: exchange.Exchange,
         route: tables.Route,
         target: tables.Target,
-        resp: upstream.UpstreamResponse,
+        resp: upstream.UpstreamResponse | upstream2.Response,
         plan: _Plan,
+        info: _Attempt,
     ) -> None:
         """Send the upstream response to the client: head with policies applied, then body."""
         headers = response_headers(route, target, resp.status, resp.headers, plan)
-        if resp.status == 101 and ex.upgrade:
+        if (
+            resp.status == 101
+            and ex.upgrade
+            and isinstance(ex, http1.Exchange)
+            and isinstance(resp, upstream.UpstreamResponse)
+        ):
             await self._tunnel(ex, resp, headers)
             return
         transform = route.policy.response_transform
@@ -726,14 +773,17 @@ class Proxy:
         except BaseException:
             resp.discard()
             raise
-        ex.end()
+        if isinstance(resp, upstream2.Response):
+            self._end_h2(ex, resp, info)
+        else:
+            ex.end()
         if hooks and sniffer is not None:
             _charge(hooks, sniffer)
 
     async def _relay_transformed(
         self,
-        ex: http1.Exchange,
-        resp: upstream.UpstreamResponse,
+        ex: exchange.Exchange,
+        resp: upstream.UpstreamResponse | upstream2.Response,
         headers: list[tuple[bytes, bytes]],
         transform: transform_policy.ResponseTransform,
         ctx: context.RequestContext,
@@ -795,6 +845,142 @@ class Proxy:
             conn.close()
         ex.end()
 
+    # HTTP/2 backends and trailers -------------------------------------------------------------
+    async def _call(
+        self,
+        ex: exchange.Exchange,
+        target: tables.Target,
+        head: bytes | list[tuple[bytes, bytes]],
+        body: bytes | None,
+        prefix: bytes,
+        backend_timeout: float | None,
+        info: _Attempt,
+    ) -> upstream.UpstreamResponse | upstream2.Response:
+        """One attempt: HTTP/1.1 (`head` is the request head) or HTTP/2 (`head` is the fields)."""
+        if isinstance(head, bytes):
+            return await self._attempt(ex, target, head, body, prefix, backend_timeout, info)
+        return await self._attempt_h2(ex, target, head, body, prefix, backend_timeout, info)
+
+    def _h2_fields(
+        self,
+        ex: exchange.Exchange,
+        route: tables.Route,
+        target: tables.Target,
+        authority: str,
+        headers: list[tuple[bytes, bytes]],
+        up_path: str,
+        body: bytes | None,
+    ) -> list[tuple[bytes, bytes]]:
+        """The request for an HTTP/2 backend: the same policies and X-Forwarded-* as
+        `_upstream_head`, as pseudo-headers and fields. `te: trailers` goes along when the client
+        sent it or the call is gRPC (gRPC servers require it)."""
+        if target.request_headers is not None:
+            headers = target.request_headers.apply(headers)
+        rewrite = route.policy.rewrite
+        if rewrite is not None and rewrite.authority is not None:
+            new_authority = filters.rewrite_authority(rewrite.authority, authority, target)
+            if new_authority != authority:
+                headers = [h for h in headers if h[0] != b"host"]
+                headers.append((b"host", new_authority.encode()))
+        skip = HOP_BY_HOP
+        for name, value in headers:
+            if name == b"connection":
+                skip = HOP_BY_HOP | {t.strip().lower() for t in value.split(b",")}
+        host = target.address.encode()
+        forwarded_for = ex.client_addr.encode()
+        fields: list[tuple[bytes, bytes]] = []
+        for name, value in headers:
+            if name in skip or name == b"x-forwarded-proto":
+                continue
+            if name == b"host":
+                host = value
+            elif name == b"x-forwarded-for":
+                forwarded_for = value + b", " + forwarded_for
+            else:
+                fields.append((name, value))
+        te = ex.header("te")
+        if (te is not None and "trailers" in te.lower()) or errors.is_grpc(ex.header("content-type")):
+            fields.append((b"te", b"trailers"))
+        if body is not None:
+            if body or ex.method in ("POST", "PUT", "PATCH"):
+                fields.append((b"content-length", b"%d" % len(body)))
+        else:
+            length = ex.header("content-length")
+            if length is not None:
+                fields.append((b"content-length", length.encode()))
+        fields += (
+            (b"x-forwarded-for", forwarded_for),
+            (b"x-forwarded-proto", b"https" if ex.conn.scheme == "https" else b"http"),
+        )
+        target_uri = (up_path + ("?" + ex.query if ex.query else "")).encode("latin-1")
+        return [
+            (b":method", ex.method.encode()),
+            (b":scheme", b"https" if target.tls is not None else b"http"),
+            (b":authority", host),
+            (b":path", target_uri),
+            *fields,
+        ]
+
+    async def _attempt_h2(
+        self,
+        ex: exchange.Exchange,
+        target: tables.Target,
+        fields: list[tuple[bytes, bytes]],
+        body: bytes | None,
+        prefix: bytes,
+        backend_timeout: float | None,
+        info: _Attempt,
+    ) -> upstream2.Response:
+        """Send the request on a stream to an HTTP/2 backend; return once the response head is
+        here. A streamed body keeps flowing while the response does (bidirectional gRPC). A
+        stream the backend refused unprocessed (GOAWAY, REFUSED_STREAM) is sent again once when
+        its body can be replayed."""
+        timeout = backend_timeout or target.request_timeout
+        info.upstream_addr = target.address
+        for replay in (False, True):
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(timeout):
+                    resp = await self._h2.open(
+                        target.host, target.port, target.connect_timeout, target.tls, fields, body == b""
+                    )
+                    try:
+                        if body is None:
+                            ex.send_continue()
+                            resp.stream_from(ex.body, prefix)
+                        elif body:
+                            await resp.send(body, end=True)
+                        await resp.head_waiter
+                    except BaseException:
+                        resp.discard()
+                        raise
+            except TimeoutError as exc:
+                raise errors.UpstreamTimeout(f"backend request timeout ({timeout:g}s) exceeded") from exc
+            except upstream2.Refused:
+                if replay or body is None:
+                    raise
+                continue
+            self._stats.upstream_call_duration.observe((target.name, "primary"), time.monotonic() - started)
+            return resp
+        raise errors.UpstreamError("upstream refused the stream")  # pragma: no cover - loop returns
+
+    def _end_h2(self, ex: exchange.Exchange, resp: upstream2.Response, info: _Attempt) -> None:
+        """End a response from an HTTP/2 backend, with its trailers when the client can take
+        them: always over HTTP/2; over HTTP/1.1 when it sent `TE: trailers` and the response is
+        chunked (else they are dropped). The grpc-status goes to the access log."""
+        trailers = resp.trailers
+        for name, value in trailers if trailers is not None else resp.headers:
+            if name == b"grpc-status":
+                info.grpc_status = value.decode("latin-1")
+        if not trailers:
+            ex.end()
+        elif isinstance(ex, http2.Exchange):
+            ex.end_with_trailers(trailers)
+        elif isinstance(ex, http1.Exchange) and "trailers" in (ex.header("te") or "").lower():
+            ex.end(http1.encode_headers(trailers))
+        else:
+            ex.end()
+
     # mirrors --------------------------------------------------------------------------------
     def _mirror(self, target: tables.Target, head: bytes, body: bytes) -> None:
         task = asyncio.get_running_loop().create_task(self._send_mirror(target, head, body))
@@ -817,6 +1003,27 @@ class Proxy:
             log.debug("mirror to %s failed: %s", target.address, exc)
             return
         self._stats.upstream_call_duration.observe((target.name, "mirror"), time.monotonic() - started)
+
+
+def _for_context(ex: exchange.Exchange) -> http1.Exchange:
+    """`context.RequestContext` is annotated with `http1.Exchange`; it only reads what every
+    `exchange.Exchange` has (an HTTP/2 stream serves it the same way)."""
+    return typing.cast(http1.Exchange, ex)
+
+
+_GRPC_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+def _grpc_deadline(ex: exchange.Exchange) -> float | None:
+    """The loop time by which a gRPC client wants its answer (`grpc-timeout: 1S`, `250m`, ...:
+    at most 8 digits and a unit, gRPC's PROTOCOL-HTTP2.md); None without one or when malformed."""
+    value = ex.header("grpc-timeout")
+    if value is None or not 2 <= len(value) <= 9 or not value[:-1].isdigit():
+        return None
+    unit = _GRPC_TIMEOUT_UNITS.get(value[-1])
+    if unit is None:
+        return None
+    return asyncio.get_running_loop().time() + int(value[:-1]) * unit
 
 
 def _with_cors(exc: errors.PolicyError, cors: list[tuple[bytes, bytes]]) -> errors.PolicyError:

@@ -134,6 +134,8 @@ class Target:
     """Backend-level security steps (authorization), run once this backend is chosen."""
     auth_passthrough: bool = False
     """Send the client's validated JWT to this backend (it is stripped otherwise)."""
+    http2: bool = False
+    """Speak HTTP/2 to this backend (h2c, or ALPN h2 over TLS): gRPC backends need it."""
 
     @property
     def address(self) -> str:

@@ -406,6 +406,7 @@ def _target(
         connect_timeout=_seconds(policy.connect_timeout) if policy.HasField("connect_timeout") else None,
         steps=_backend_steps(policy, cache, key or name),
         auth_passthrough=policy.auth_passthrough,
+        http2=policy.http_version == pb.HTTP_VERSION_HTTP2,
     )
 
 
@@ -472,6 +473,7 @@ def _ref(
             ai=base.ai,
             steps=base.steps + own.steps,
             auth_passthrough=own.auth_passthrough or base.auth_passthrough,
+            http2=own.http2 if policy.http_version != pb.HTTP_VERSION_UNSPECIFIED else base.http2,
         )
     raise _Invalid("backend reference is empty")
 
@@ -497,6 +499,7 @@ def _inherit(
         tls=target.tls if target.tls is not None else extra.tls,
         steps=extra.steps + target.steps,
         auth_passthrough=target.auth_passthrough or extra.auth_passthrough,
+        http2=target.http2 or extra.http2,
     )
 
 
