@@ -266,9 +266,32 @@ class RoutePolicies(Model):
         return self
 
 
+HTTP_VERSIONS = {
+    "1.1": pb.HTTP_VERSION_HTTP1,
+    "HTTP/1.1": pb.HTTP_VERSION_HTTP1,
+    "2": pb.HTTP_VERSION_HTTP2,
+    "2.0": pb.HTTP_VERSION_HTTP2,
+    "HTTP/2": pb.HTTP_VERSION_HTTP2,
+    "HTTP/2.0": pb.HTTP_VERSION_HTTP2,
+}
+"""`policies.http.version` spellings (agentgateway's) and what they lower to."""
+
+
 class BackendHTTP(Model):
-    version: Unsupported = None
+    version: str | None = None
+    """The HTTP version spoken to the backend: "1.1" (default) or "2" (h2c, or ALPN h2 over TLS)."""
     request_timeout: Duration | None = pydantic.Field(None, alias="requestTimeout")
+
+    @pydantic.field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)  # YAML reads 2 and 1.1 as numbers
+        if not isinstance(value, str) or value.upper() not in HTTP_VERSIONS:
+            raise ValueError(f"unknown HTTP version {value!r}: use one of {', '.join(HTTP_VERSIONS)}")
+        return value.upper()
 
 
 class BackendTCP(Model):
@@ -784,6 +807,8 @@ def _backend_policy(p: BackendPolicies | None) -> pb.BackendPolicy | None:
         out.request_redirect.CopyFrom(_redirect(p.request_redirect))
     if p.http and p.http.request_timeout:
         out.request_timeout.FromNanoseconds(round(durations.parse(p.http.request_timeout) * 1e9))
+    if p.http and p.http.version:
+        out.http_version = HTTP_VERSIONS[p.http.version]
     if p.tcp and p.tcp.connect_timeout:
         out.connect_timeout.FromNanoseconds(round(durations.parse(p.tcp.connect_timeout) * 1e9))
     if p.backend_tls:
