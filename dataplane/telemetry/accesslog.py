@@ -6,7 +6,8 @@ instead of one per request. Lines stay whole: each worker writes complete lines,
 below PIPE_BUF are atomic on pipes.
 
 Fields: time, method, host, path, status, route, backend, upstream (address), duration_ms,
-bytes_in, bytes_out, error — the subset of agentgateway's fields our features produce.
+bytes_in, bytes_out, error, version (the client's HTTP version: "1.1", "2"), grpc_status (the
+response's, for gRPC calls) — the subset of agentgateway's fields our features produce.
 """
 
 from __future__ import annotations
