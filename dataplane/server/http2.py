@@ -17,7 +17,8 @@ through `ex.conn`, the exchange itself) tells the relay to `drain` before writin
 A response whose head is still held when it ends becomes one HEADERS frame with END_STREAM
 (gRPC's "trailers-only" shape: how the gateway's own gRPC errors leave).
 
-Protection: at most `MAX_CONCURRENT_STREAMS` streams, `settings.Limits.max_header_bytes` as
+Protection: at most `MAX_CONCURRENT_STREAMS` streams (more are refused, REFUSED_STREAM, the
+connection lives on), `settings.Limits.max_header_bytes` as
 SETTINGS_MAX_HEADER_LIST_SIZE (h2 refuses bigger header blocks) and `max_header_count` (431),
 bounded windows, and a budget of control frames (PING, SETTINGS, PRIORITY, RST_STREAM, empty
 DATA, unknown frames) refilled at `CONTROL_RATE` per second: a client that exceeds it gets
@@ -417,6 +418,10 @@ class HTTP2Connection(asyncio.Protocol):
         self.client_port = peer[1] if isinstance(peer, tuple) else 0
         self._registry.add(self)
         self._h2.initiate_connection()
+        # h2 takes a stream over the limit for a connection error; RFC 9113 5.1.2 wants only
+        # that stream refused. The SETTINGS frame just built advertises the limit; h2's own check
+        # is lifted once the client acknowledges it, and `_request` refuses the extra streams.
+        self._h2.local_settings.max_concurrent_streams = 2**31 - 1
         self._h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self._send()
 
@@ -528,7 +533,7 @@ class HTTP2Connection(asyncio.Protocol):
 
     def _request(self, event: h2.events.RequestReceived) -> None:
         sid = event.stream_id
-        if self._draining:
+        if self._draining or len(self._streams) >= MAX_CONCURRENT_STREAMS:
             self._h2.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
         ex = Exchange(self, sid)

@@ -104,6 +104,22 @@ async def test_a_request_body_bigger_than_the_stream_window_reaches_the_upstream
     assert json.loads(reply.body)["body_len"] == len(body)
 
 
+async def test_a_stream_over_the_concurrency_limit_is_refused_and_the_others_carry_on(
+    client: h2_client.H2Client,
+) -> None:
+    await asyncio.sleep(0.1)  # the gateway's SETTINGS (and our ACK) are through
+    client.conn.remote_settings.max_concurrent_streams = 1000  # this client ignores the limit
+    client.conn.remote_settings.acknowledge()
+    sids = [client.request("POST", f"/open/{i}", end=False) for i in range(http2.MAX_CONCURRENT_STREAMS + 1)]
+    refused = await client.response(sids[-1])
+    assert refused.reset == h2.errors.ErrorCodes.REFUSED_STREAM
+    for sid in sids[:-1]:
+        client.conn.end_stream(sid)
+    client.flush()
+    replies = [await client.response(sid) for sid in sids[:-1]]
+    assert all(r.status == 200 for r in replies)
+
+
 async def test_more_headers_than_the_limit_get_431(client: h2_client.H2Client) -> None:
     reply = await client.response(client.request("GET", "/", [(f"x-h{i}", "v") for i in range(120)]))
     assert reply.status == 431
