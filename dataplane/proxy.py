@@ -1,12 +1,16 @@
 """The request path: listener -> route -> policies -> backend, for one exchange.
 
-`Proxy.handle` is the handler the HTTP/1.1 server calls per request. It reads the current
-`tables.Tables` once (a reload mid-request does not affect it), selects listener and route
-(`routing`), applies the route's policies in agentgateway's order (CORS, redirect, direct
-response, header modifiers, URL rewrite, mirror), forwards to a weighted backend with
-timeouts and retries (`backends.http`), streams the response back, then records metrics and
-one access-log line. Errors raised anywhere are `errors.ProxyError`s; the server turns them
-into responses through `errors.response_for`.
+`Proxy.handle` is the handler the HTTP/1.1 and HTTP/2 servers call per request (an
+`exchange.Exchange`). It reads the current `tables.Tables` once (a reload mid-request does not
+affect it), selects listener and route (`routing`), applies the route's policies in
+agentgateway's order (CORS, redirect, direct response, header modifiers, URL rewrite, mirror),
+forwards to a weighted backend with timeouts and retries (`backends.http`, or `backends.http2`
+for backends whose policy says HTTP/2), streams the response back (with its trailers where the
+client can take them), then records metrics and one access-log line. Errors raised anywhere are
+`errors.ProxyError`s; they become responses through `errors.response_for_request` (a gRPC
+status for gRPC clients). A gRPC client's `grpc-timeout` is a deadline like the route's
+request timeout. The callback fast lane (`FastRelay`) serves HTTP/1.1 exchanges to HTTP/1.1
+backends only.
 """
 
 from __future__ import annotations

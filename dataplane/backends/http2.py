@@ -43,7 +43,7 @@ import h2.exceptions
 import h2.settings
 
 from dataplane import errors, settings, tls
-from dataplane.server import streams
+from dataplane.server import http2, streams
 from dataplane.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ class Connection(asyncio.Protocol):
         self.key = key
         self.label = label
         self.transport: asyncio.Transport | None = None
-        self._h2 = h2.connection.H2Connection(config=_CLIENT_CONFIG)
+        self._h2 = http2.connection(_CLIENT_CONFIG)
         self._h2.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
@@ -348,9 +348,7 @@ class Connection(asyncio.Protocol):
 
     def _goaway(self, last_stream_id: int, code: object) -> None:
         """The server retires this connection: streams above `last_stream_id` were never seen
-        (retryable); the others may finish. h2 stops all traffic after a GOAWAY, so its state is
-        put back to open for them."""
-        self._h2.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+        (retryable); the others may finish."""
         self.retired = True
         self._client.forget(self)
         if not self.ready.done():

@@ -44,7 +44,6 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
-import hyperframe.frame
 
 from dataplane import errors, settings
 from dataplane.server import exchange, streams
@@ -80,13 +79,31 @@ _REFUSE_HEADERS = frozenset(
 _SERVER_CONFIG = h2.config.H2Configuration(client_side=False, header_encoding=None)
 
 
-def _frame_goaway(last_stream_id: int, code: int) -> bytes:
-    """A GOAWAY frame, built apart from h2: h2's state machine stops all sending after one,
-    while a graceful drain still has in-flight streams to finish."""
-    frame = hyperframe.frame.GoAwayFrame(0)
-    frame.last_stream_id = last_stream_id
-    frame.error_code = code
-    return bytes(frame.serialize())
+class GoawayTolerantStateMachine(h2.connection.H2ConnectionStateMachine):
+    """h2's connection state machine, except that a GOAWAY (sent or received) does not close it.
+
+    h2 refuses every frame after a GOAWAY, but RFC 9113 6.8 lets the streams at or below its
+    last stream id finish (a graceful shutdown, a backend's maximum connection age), and a
+    peer may send a PING or SETTINGS right behind it. The owner tracks GOAWAY itself (no new
+    streams) and closes the transport when it is done.
+    """
+
+    def process_input(self, input_: h2.connection.ConnectionInputs) -> list[h2.events.Event]:
+        if input_ in _GOAWAY_INPUTS and self.state != h2.connection.ConnectionState.IDLE:
+            return []
+        return super().process_input(input_)
+
+
+_GOAWAY_INPUTS = frozenset(
+    {h2.connection.ConnectionInputs.SEND_GOAWAY, h2.connection.ConnectionInputs.RECV_GOAWAY}
+)
+
+
+def connection(config: h2.config.H2Configuration) -> h2.connection.H2Connection:
+    """An h2 connection whose state survives GOAWAY (see `GoawayTolerantStateMachine`)."""
+    conn = h2.connection.H2Connection(config=config)
+    conn.state_machine = GoawayTolerantStateMachine()
+    return conn
 
 
 def response_fields(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -380,7 +397,7 @@ class HTTP2Connection(asyncio.Protocol):
         self.sni = sni
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        self._h2 = h2.connection.H2Connection(config=_SERVER_CONFIG)
+        self._h2 = connection(_SERVER_CONFIG)
         self._h2.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -500,9 +517,7 @@ class HTTP2Connection(asyncio.Protocol):
                 for ex in list(self._blocked.values()):
                     self.pump(ex)
         elif isinstance(event, h2.events.ConnectionTerminated):
-            # The client's GOAWAY: no new streams from it; finish ours, then close. h2 would
-            # refuse to send anything more after a GOAWAY, so its state is put back to open.
-            self._h2.state_machine.state = h2.connection.ConnectionState.SERVER_OPEN
+            # The client's GOAWAY: no new streams from it; finish ours, then close.
             self._draining = True
             if not self._streams:
                 self.close()
@@ -525,10 +540,8 @@ class HTTP2Connection(asyncio.Protocol):
         self._budget -= frames
         if self._budget < 0:
             log.warning("HTTP/2 client %s exceeded the control frame budget: disconnecting", self.client_addr)
+            self._h2.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
             self._send()
-            self._write(
-                _frame_goaway(self._h2.highest_inbound_stream_id, h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
-            )
             self.abort()
 
     def _request(self, event: h2.events.RequestReceived) -> None:
@@ -744,10 +757,7 @@ class HTTP2Connection(asyncio.Protocol):
         if self._draining and self._goaway_sent:
             return
         self._draining = True
-        if not self._goaway_sent and not self.closed:
-            self._goaway_sent = True
-            self._send()
-            self._write(_frame_goaway(self._h2.highest_inbound_stream_id, h2.errors.ErrorCodes.NO_ERROR))
+        self._goaway()
         if not self._streams:
             self.close()
 
@@ -755,8 +765,12 @@ class HTTP2Connection(asyncio.Protocol):
         """Called by the listener's sweeper about once a second: close an idle connection."""
         if self.deadline and now > self.deadline and not self._streams:
             self._draining = True
-            if not self._goaway_sent and not self.closed:
-                self._goaway_sent = True
-                self._send()
-                self._write(_frame_goaway(self._h2.highest_inbound_stream_id, h2.errors.ErrorCodes.NO_ERROR))
+            self._goaway()
             self.close()
+
+    def _goaway(self) -> None:
+        """Tell the client (once) that no new stream will be served; open ones may finish."""
+        if not self._goaway_sent and not self.closed:
+            self._goaway_sent = True
+            self._h2.close_connection(h2.errors.ErrorCodes.NO_ERROR)
+            self._send()

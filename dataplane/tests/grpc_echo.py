@@ -9,7 +9,8 @@ Methods (requests and responses are bytes, no generated stubs):
 - `ClientStream`: answers the number of messages and bytes it received, b"<n>/<bytes>".
 - `Bidi`: answers each message upper-cased as it arrives.
 
-`EchoServer.start(tls=leaf)` serves TLS (ALPN h2) instead of plaintext h2c.
+`EchoServer.start(tls=leaf)` serves TLS (ALPN h2) instead of plaintext h2c; `options` are
+grpcio server options (e.g. a maximum connection age, so the server sends GOAWAY).
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ class EchoServer:
         self._server: grpc.aio.Server | None = None
 
     @classmethod
-    async def start(cls, tls: certs.Leaf | None = None) -> EchoServer:
+    async def start(
+        cls, tls: certs.Leaf | None = None, options: list[tuple[str, int]] | None = None
+    ) -> EchoServer:
         self = cls()
-        server = grpc.aio.server(options=OPTIONS)
+        server = grpc.aio.server(options=[*OPTIONS, *(options or [])])
         server.add_generic_rpc_handlers((self._handlers(),))
         if tls is None:
             self.port = server.add_insecure_port("127.0.0.1:0")

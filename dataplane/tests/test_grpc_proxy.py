@@ -43,6 +43,9 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
     upstream_leaf = ca.issue("upstream", dns=["upstream.internal"])
     echo = await grpc_echo.EchoServer.start()
     tls_echo = await grpc_echo.EchoServer.start(tls=upstream_leaf)
+    aging = await grpc_echo.EchoServer.start(
+        options=[("grpc.max_connection_age_ms", 300), ("grpc.max_connection_age_grace_ms", 5000)]
+    )
     plain, tls_port, nobody = harness.free_port(), harness.free_port(), harness.free_port()
     config = f"""\
 binds:
@@ -50,6 +53,13 @@ binds:
   listeners:
   - name: grpc
     routes:
+    - name: aging
+      matches:
+      - path: {{pathPrefix: /test.Echo/}}
+        headers: [{{name: x-backend, value: {{exact: aging}}}}]
+      backends:
+      - host: {aging.address}
+        policies: {{http: {{version: "2"}}}}
     - name: echo
       matches: [{{path: {{pathPrefix: /test.Echo/}}}}]
       backends: [{{backend: echo}}]
@@ -82,6 +92,7 @@ backends:
         gw.stop()
         await echo.stop()
         await tls_echo.stop()
+        await aging.stop()
 
 
 def channel(port: int) -> grpc.aio.Channel:
@@ -168,6 +179,18 @@ async def test_fifty_concurrent_calls_share_one_channel(env: Env) -> None:
         call = ch.unary_unary(method("Unary"))
         replies = await asyncio.gather(*(call(b"%d" % i, timeout=20) for i in range(50)))
     assert replies == [b"echo:%d" % i for i in range(50)]
+
+
+async def test_calls_keep_working_when_the_backend_retires_connections_with_goaway(env: Env) -> None:
+    # The backend sends GOAWAY on every connection older than 300 ms (and lets open calls finish).
+    async with channel(env.plain) as ch:
+        call = ch.unary_unary(method("Unary"))
+        spanning = await call(b"sleep:1", metadata=(("x-backend", "aging"),), timeout=10)
+        assert spanning == b"echo:sleep:1"  # in flight when its connection was told to go away
+        for i in range(12):
+            reply = await call(b"%d" % i, metadata=(("x-backend", "aging"),), timeout=10)
+            assert reply == b"echo:%d" % i
+            await asyncio.sleep(0.1)
 
 
 # --------------------------------------------------------------------------------------------
