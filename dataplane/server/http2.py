@@ -652,8 +652,13 @@ class HTTP2Connection(asyncio.Protocol):
     def send_headers(self, stream_id: int, fields: list[tuple[bytes, bytes]], end_stream: bool) -> None:
         try:
             self._h2.send_headers(stream_id, fields, end_stream=end_stream)
-        except h2.exceptions.ProtocolError as exc:  # the stream closed under us
+        except h2.exceptions.ProtocolError as exc:
+            # The stream closed under us, or a field HTTP/2 cannot carry: the client must not
+            # wait for an answer that will not come.
             log.debug("cannot send headers on stream %d: %s", stream_id, exc)
+            ex = self._streams.get(stream_id)
+            if ex is not None:
+                self.reset_stream(ex, h2.errors.ErrorCodes.INTERNAL_ERROR)
             return
         self._send()
 

@@ -167,6 +167,16 @@ async def test_a_server_error_status_and_message_reach_the_client_unchanged(env:
     assert info.value.details() == "no such thing \u00e9 %"
 
 
+async def test_a_trailers_only_answer_from_the_backend_reaches_the_client(env: Env) -> None:
+    async with channel(env.plain) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await ch.unary_unary(method("NoSuchMethod"))(b"x", timeout=10)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED  # the backend's, not the gateway's
+    assert "route_not_found" not in (info.value.details() or "")
+    entry = await wait_for_log(env, method("NoSuchMethod"))
+    assert (entry["route"], entry["grpc_status"]) == ("echo", "12")
+
+
 async def test_a_large_message_goes_both_ways(env: Env) -> None:
     payload = bytes(range(256)) * (8 * 1024 * 1024 // 256)
     async with channel(env.plain) as ch:
