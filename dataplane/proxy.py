@@ -19,7 +19,6 @@ import asyncio
 import logging
 import random
 import time
-import typing
 from collections.abc import Coroutine
 from typing import Any
 
@@ -30,10 +29,14 @@ from dataplane.backends import llm
 from dataplane.config import store as config_store
 from dataplane.policies import context, filters, usage
 from dataplane.policies import transform as transform_policy
-from dataplane.server import exchange, http1, http2, streams
+from dataplane.server import http1, http2, streams
 from dataplane.telemetry import accesslog, metrics
 
 log = logging.getLogger(__name__)
+
+AnyExchange = http1.Exchange | http2.Exchange
+"""`exchange.Exchange`, spelled as the two classes: compiled (dataplane/accel.py), the proxy then
+reads an HTTP/1.1 exchange's attributes natively instead of by name."""
 
 HOP_BY_HOP = frozenset(
     {
@@ -252,7 +255,7 @@ class Proxy:
         self._mirrors: set[asyncio.Task[None]] = set()
 
     # entry point ----------------------------------------------------------------------------
-    def handle(self, ex: exchange.Exchange) -> Coroutine[Any, Any, None] | None:
+    def handle(self, ex: AnyExchange) -> Coroutine[Any, Any, None] | None:
         """Serve one request. Answers at once, or starts the fast lane (callbacks), and returns
         None; or returns the coroutine of the full pipeline for the server to run as a task."""
         info = _Attempt()
@@ -274,7 +277,7 @@ class Proxy:
             return None
         return self._forward_task(ex, info, plan)
 
-    async def _forward_task(self, ex: exchange.Exchange, info: _Attempt, plan: _Plan) -> None:
+    async def _forward_task(self, ex: AnyExchange, info: _Attempt, plan: _Plan) -> None:
         try:
             if plan.pending is not None:
                 pending, plan.pending = plan.pending, None
@@ -291,7 +294,7 @@ class Proxy:
             self._record(ex, info)
 
     @staticmethod
-    def _answer_error(ex: exchange.Exchange, info: _Attempt, exc: errors.ProxyError) -> None:
+    def _answer_error(ex: AnyExchange, info: _Attempt, exc: errors.ProxyError) -> None:
         info.error = f"{exc.reason}: {exc}"
         if ex.ended:
             return
@@ -308,7 +311,7 @@ class Proxy:
         else:
             ex.abort()
 
-    def _record(self, ex: exchange.Exchange, info: _Attempt) -> None:
+    def _record(self, ex: AnyExchange, info: _Attempt) -> None:
         elapsed = time.monotonic() - ex.started
         status = ex.status or 499
         gateway = self._gateway
@@ -334,7 +337,7 @@ class Proxy:
             )
 
     # pipeline -------------------------------------------------------------------------------
-    def _plan(self, ex: exchange.Exchange, info: _Attempt) -> _Plan | None:
+    def _plan(self, ex: AnyExchange, info: _Attempt) -> _Plan | None:
         """Route the request and apply the policies that need no upstream. Pure of I/O except
         for answering redirects, direct responses and CORS preflights (then None)."""
         snapshot = self._store.tables
@@ -347,7 +350,7 @@ class Proxy:
         info.listener = listener.name
         if listener.client_auth:
             assert bind is not None
-            sni = getattr(ex.conn, "sni", None)
+            sni = ex.conn.sni
             if sni is None or bind.listeners.first(sni.lower()) is not listener:
                 raise errors.Misdirected("the TLS server name does not select this host's listener")
         path = routing.normalize_path(ex.path)
@@ -369,9 +372,7 @@ class Proxy:
 
         if not policy.steps and policy.response_transform is None:
             return _Plan(route, match, authority, ex.headers, path, extra_response, None)
-        ctx = context.RequestContext(
-            _for_context(ex), self._services, ex.headers, path, listener.name, route.name
-        )
+        ctx = context.RequestContext(ex, self._services, ex.headers, path, listener.name, route.name)
         plan = _Plan(route, match, authority, ex.headers, path, extra_response, ctx)
         try:
             plan.pending = context.run(policy.steps, ctx)
@@ -379,7 +380,7 @@ class Proxy:
             raise _with_cors(exc, extra_response) from exc.__cause__
         return plan
 
-    def _shape(self, ex: exchange.Exchange, plan: _Plan) -> bool:
+    def _shape(self, ex: AnyExchange, plan: _Plan) -> bool:
         """Apply the policies that follow the security steps: answer a redirect or direct
         response (then False), or shape the upstream request (header changes, rewrite)."""
         route, match, path = plan.route, plan.match, plan.path
@@ -406,7 +407,7 @@ class Proxy:
         return True
 
     def _backend_policies(
-        self, ex: exchange.Exchange, plan: _Plan, target: tables.Target
+        self, ex: AnyExchange, plan: _Plan, target: tables.Target
     ) -> list[tuple[bytes, bytes]]:
         """Run a chosen backend's security steps; return the headers to send it."""
         headers = plan.headers
@@ -414,7 +415,7 @@ class Proxy:
             ctx = plan.ctx
             if ctx is None:
                 ctx = plan.ctx = context.RequestContext(
-                    _for_context(ex), self._services, headers, plan.path, "", plan.route.name
+                    ex, self._services, headers, plan.path, "", plan.route.name
                 )
             ctx.backend = {"name": target.name, "type": "ai" if target.ai else "static", "protocol": "http"}
             ctx.invalidate("backend")
@@ -469,7 +470,7 @@ class Proxy:
         return True
 
     def _redirect(
-        self, ex: exchange.Exchange, r: tables.Redirect, authority: str, path: str, match: routing.Match
+        self, ex: AnyExchange, r: tables.Redirect, authority: str, path: str, match: routing.Match
     ) -> None:
         location = filters.redirect_location(
             r, ex.conn.scheme, authority, path, ex.query, match.path_kind, match.path
@@ -479,7 +480,7 @@ class Proxy:
     # forwarding -----------------------------------------------------------------------------
     def _upstream_head(
         self,
-        ex: exchange.Exchange,
+        ex: AnyExchange,
         route: tables.Route,
         target: tables.Target,
         authority: str,
@@ -499,7 +500,7 @@ class Proxy:
         target_uri = (up_path + ("?" + ex.query if ex.query else "")).encode("latin-1")
         return self._request_head(ex, headers, target_uri, body, target)
 
-    async def _forward(self, ex: exchange.Exchange, info: _Attempt, plan: _Plan) -> None:
+    async def _forward(self, ex: AnyExchange, info: _Attempt, plan: _Plan) -> None:
         """Pick a backend and send; a retry picks again, so a dead backend is stepped around."""
         route, match, authority = plan.route, plan.match, plan.authority
         up_path = plan.up_path
@@ -609,7 +610,7 @@ class Proxy:
 
     def _request_head(
         self,
-        ex: exchange.Exchange,
+        ex: AnyExchange,
         headers: list[tuple[bytes, bytes]],
         target_uri: bytes,
         body: bytes | None,
@@ -659,7 +660,7 @@ class Proxy:
 
     async def _attempt(
         self,
-        ex: exchange.Exchange,
+        ex: AnyExchange,
         target: tables.Target,
         head: bytes,
         body: bytes | None,
@@ -701,7 +702,7 @@ class Proxy:
 
     async def _send(
         self,
-        ex: exchange.Exchange,
+        ex: AnyExchange,
         conn: upstream.UpstreamConnection,
         resp: upstream.UpstreamResponse,
         head: bytes,
@@ -715,9 +716,7 @@ class Proxy:
             conn.write(head + body if body else head)
         await resp.head_waiter
 
-    async def _stream_body(
-        self, ex: exchange.Exchange, conn: upstream.UpstreamConnection, prefix: bytes
-    ) -> None:
+    async def _stream_body(self, ex: AnyExchange, conn: upstream.UpstreamConnection, prefix: bytes) -> None:
         """Copy a request body of unknown size or too big to buffer, with backpressure."""
         ex.send_continue()
         chunked = ex.header("content-length") is None
@@ -736,7 +735,7 @@ class Proxy:
 
     async def _relay(
         self,
-        ex: exchange.Exchange,
+        ex: AnyExchange,
         route: tables.Route,
         target: tables.Target,
         resp: upstream.UpstreamResponse | upstream2.Response,
@@ -786,7 +785,7 @@ class Proxy:
 
     async def _relay_transformed(
         self,
-        ex: exchange.Exchange,
+        ex: AnyExchange,
         resp: upstream.UpstreamResponse | upstream2.Response,
         headers: list[tuple[bytes, bytes]],
         transform: transform_policy.ResponseTransform,
@@ -852,7 +851,7 @@ class Proxy:
     # HTTP/2 backends and trailers -------------------------------------------------------------
     async def _call(
         self,
-        ex: exchange.Exchange,
+        ex: AnyExchange,
         target: tables.Target,
         head: bytes | list[tuple[bytes, bytes]],
         body: bytes | None,
@@ -867,7 +866,7 @@ class Proxy:
 
     def _h2_fields(
         self,
-        ex: exchange.Exchange,
+        ex: AnyExchange,
         route: tables.Route,
         target: tables.Target,
         authority: str,
@@ -927,7 +926,7 @@ class Proxy:
 
     async def _attempt_h2(
         self,
-        ex: exchange.Exchange,
+        ex: AnyExchange,
         target: tables.Target,
         fields: list[tuple[bytes, bytes]],
         body: bytes | None,
@@ -968,7 +967,7 @@ class Proxy:
             return resp
         raise errors.UpstreamError("upstream refused the stream")  # pragma: no cover - loop returns
 
-    def _end_h2(self, ex: exchange.Exchange, resp: upstream2.Response, info: _Attempt) -> None:
+    def _end_h2(self, ex: AnyExchange, resp: upstream2.Response, info: _Attempt) -> None:
         """End a response from an HTTP/2 backend, with its trailers when the client can take
         them: always over HTTP/2; over HTTP/1.1 when it sent `TE: trailers` and the response is
         chunked (else they are dropped). The grpc-status goes to the access log."""
@@ -1009,16 +1008,10 @@ class Proxy:
         self._stats.upstream_call_duration.observe((target.name, "mirror"), time.monotonic() - started)
 
 
-def _for_context(ex: exchange.Exchange) -> http1.Exchange:
-    """`context.RequestContext` is annotated with `http1.Exchange`; it only reads what every
-    `exchange.Exchange` has (an HTTP/2 stream serves it the same way)."""
-    return typing.cast(http1.Exchange, ex)
-
-
 _GRPC_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
-def _grpc_deadline(ex: exchange.Exchange) -> float | None:
+def _grpc_deadline(ex: AnyExchange) -> float | None:
     """The loop time by which a gRPC client wants its answer (`grpc-timeout: 1S`, `250m`, ...:
     at most 8 digits and a unit, gRPC's PROTOCOL-HTTP2.md); None without one or when malformed."""
     value = ex.header("grpc-timeout")

@@ -15,6 +15,7 @@ import logging
 from api.proto.agentgw.v1 import resource_pb2 as pb
 from dataplane import proxy, settings
 from dataplane.backends import http as upstream
+from dataplane.backends import http2 as upstream2
 from dataplane.config import compile as compiler
 from dataplane.config import store as config_store
 from dataplane.policies import services as policy_services
@@ -47,6 +48,7 @@ class Worker:
         self.stats = metrics.Registry()
         self.access_log = accesslog.AccessLog(access_log_fd)
         self.pool = upstream.Pool(config.upstream, self.stats)
+        self.h2_client = upstream2.Client(config.upstream, self.stats)
         self.services = policy_services.Services.default()
         self.proxy = proxy.Proxy(
             self.store,
@@ -56,6 +58,7 @@ class Worker:
             config.limits.max_buffer_size,
             config.gateway,
             self.services,
+            h2_client=self.h2_client,
         )
         self.listeners = listener.Listeners(self.proxy.handle, config.limits, self.stats, host)
 
@@ -85,6 +88,7 @@ class Worker:
     async def drain(self, deadline: float) -> None:
         await self.listeners.drain(deadline)
         self.pool.close()
+        self.h2_client.close()
         await self.services.close()
         self.access_log.flush()
         await asyncio.sleep(0)

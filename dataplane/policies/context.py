@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from dataplane.server import http1
+    from dataplane.server import exchange
 
 
 class Services(Protocol):
@@ -69,7 +69,7 @@ class RequestContext:
 
     def __init__(
         self,
-        ex: http1.Exchange,
+        ex: exchange.Exchange,
         services: Services,
         headers: list[tuple[bytes, bytes]],
         path: str,

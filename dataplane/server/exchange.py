@@ -13,9 +13,12 @@ Headers are lower-case `list[tuple[bytes, bytes]]`; an HTTP/2 request's `:author
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dataplane.server import streams
+
+if TYPE_CHECKING:
+    from dataplane.server import http1, http2
 
 
 class Downstream(Protocol):
@@ -24,6 +27,10 @@ class Downstream(Protocol):
     @property
     def scheme(self) -> str:
         """ "https" on a TLS listener, else "http"."""
+
+    @property
+    def sni(self) -> str | None:
+        """On a TLS listener, the server name the client sent (None without SNI)."""
 
     @property
     def write_paused(self) -> bool:
@@ -106,7 +113,7 @@ class Exchange(Protocol):
     def send_continue(self) -> None: ...
 
 
-Handler = Callable[[Exchange], Coroutine[Any, Any, None] | None]
+Handler = Callable[["http1.Exchange | http2.Exchange"], Coroutine[Any, Any, None] | None]
 """Called per request, synchronously: answers at once (or arranges callbacks that will) and
 returns None, or returns a coroutine the connection runs as a task."""
 

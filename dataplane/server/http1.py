@@ -29,12 +29,19 @@ from typing import Any
 
 import httptools
 
-from dataplane import errors, settings
+from dataplane import errors, settings, tls
 from dataplane.server import streams
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[["Exchange"], Coroutine[Any, Any, None] | None]
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+"""The first bytes of every HTTP/2 connection (RFC 9113 3.4)."""
+
+HandOver = Callable[[asyncio.Transport, bytes, "HTTP1Connection"], None]
+"""Takes a connection over as HTTP/2: its transport, the bytes read so far, and the HTTP/1.1
+connection it replaces (for the scheme and SNI)."""
 """Called per request, synchronously. It answers at once (or arranges callbacks that will) and
 returns None, or returns a coroutine that the connection runs as a task."""
 
@@ -241,8 +248,15 @@ class HTTP1Connection(asyncio.Protocol):
         limits: settings.Limits,
         port: int,
         registry: set[HTTP1Connection],
+        tls_listener: bool = False,
+        to_h2: HandOver | None = None,
     ) -> None:
         self._handler = handler
+        self._tls_listener = tls_listener
+        self._to_h2 = to_h2
+        self._sniff = to_h2 is not None and not tls_listener
+        """Compare the first bytes with the HTTP/2 preface (plain ports): true until they differ."""
+        self._sniffed = b""
         self._limits = limits
         self.port = port
         self._registry = registry
@@ -253,6 +267,9 @@ class HTTP1Connection(asyncio.Protocol):
         self.client_port = 0
         self.scheme = "http"
         """"https" on a TLS listener (set once per connection, in connection_made)."""
+        self.sni: str | None = None
+        """On a TLS listener, the server name the client sent (None without SNI): the listener
+        whose certificate it got."""
         self._state = IDLE
         self.deadline = 0.0
         self._parsing: Exchange | None = None
@@ -274,6 +291,24 @@ class HTTP1Connection(asyncio.Protocol):
 
     # asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._tls_listener:
+            # The handshake is done; the hostname the SNI chose may still refuse the client
+            # (client certificate, version).
+            ssl_object = transport.get_extra_info("ssl_object")
+            why = tls.refusal(ssl_object)
+            if why is not None:
+                log.debug("TLS connection from %s refused: %s", transport.get_extra_info("peername"), why)
+                typing.cast(asyncio.Transport, transport).abort()  # uvloop's are not subclasses
+                return
+            self.sni = tls.server_name(ssl_object)
+            self.scheme = "https"
+            if (
+                self._to_h2 is not None
+                and ssl_object is not None
+                and ssl_object.selected_alpn_protocol() == "h2"
+            ):
+                self._to_h2(typing.cast(asyncio.Transport, transport), b"", self)
+                return
         self._transport = typing.cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         sock = transport.get_extra_info("socket")
         if sock is not None:
@@ -284,8 +319,6 @@ class HTTP1Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client_addr = peer[0] if isinstance(peer, tuple) else ""
         self.client_port = peer[1] if isinstance(peer, tuple) else 0
-        if transport.get_extra_info("sslcontext") is not None:
-            self.scheme = "https"
         self._registry.add(self)
         self._set_idle()
 
@@ -313,6 +346,19 @@ class HTTP1Connection(asyncio.Protocol):
                 current.on_gone()
 
     def data_received(self, data: bytes) -> None:
+        if self._sniff:
+            if self._sniffed:
+                data, self._sniffed = self._sniffed + data, b""
+            if data[:1] == b"P" and H2_PREFACE.startswith(data[:24]):
+                if len(data) >= len(H2_PREFACE):
+                    self._hand_over(data)
+                    return
+                self._sniffed = data  # a partial preface: wait for the rest (the head timeout runs)
+                if self._state == IDLE:
+                    self._state = READING_HEAD
+                    self.deadline = self._loop.time() + self._limits.header_read_timeout
+                return
+            self._sniff = False
         if self._tunnel is not None:
             self._tunnel(data)
             return
@@ -360,6 +406,17 @@ class HTTP1Connection(asyncio.Protocol):
                 self._reject(
                     errors.HeadersTooLarge(f"request head exceeds {self._limits.max_header_bytes} bytes")
                 )
+
+    def _hand_over(self, data: bytes) -> None:
+        """The client speaks HTTP/2 (prior knowledge): the connection becomes an HTTP/2 one."""
+        transport, to_h2 = self._transport, self._to_h2
+        self._sniff = False
+        if transport is None or to_h2 is None:
+            return
+        self._registry.discard(self)
+        self._transport = None
+        self._state = CLOSED
+        to_h2(transport, data, self)
 
     def eof_received(self) -> bool | None:
         self._peer_eof = True
@@ -522,7 +579,7 @@ class HTTP1Connection(asyncio.Protocol):
         if ex.head_sent:
             ex.abort()
             return
-        status, headers, body = errors.response_for(exc)
+        status, headers, body = errors.response_for_request(exc, ex.header("content-type"))
         ex.keep_alive = False
         ex.respond(status, headers, body)
 

@@ -40,85 +40,21 @@ class BindError(Exception):
     """A port could not be opened (in use, permission)."""
 
 
-class _Connection(http1.HTTP1Connection):
-    """A connection on a plain port: HTTP/1.1, unless its first bytes are the HTTP/2 preface."""
-
-    def __init__(
-        self,
-        handler: exchange.Handler,
-        limits: settings.Limits,
-        port: int,
-        registry: set[exchange.ServerConnection],
-    ) -> None:
-        # HTTP1Connection only adds itself to and removes itself from the registry.
-        super().__init__(handler, limits, port, typing.cast(set[http1.HTTP1Connection], registry))
-        self._h2 = functools.partial(http2.HTTP2Connection, handler, limits, port, registry)
-        self._registry_h2 = registry
-        self._preface_timeout = limits.header_read_timeout
-        self._sniffed = b""
-
-    def data_received(self, data: bytes) -> None:
-        """The first bytes only: once the protocol is known, the transport calls the chosen
-        protocol's `data_received` directly (this method is out of the path)."""
-        if self._sniffed:
-            data = self._sniffed + data
-        if data[:1] == b"P" and http2.PREFACE.startswith(data[:24]):
-            transport = self._transport
-            if transport is None:
-                return
-            if len(data) < len(http2.PREFACE):
-                self._sniffed = data  # a partial preface: wait for the rest (the head timeout runs)
-                self.deadline = asyncio.get_running_loop().time() + self._preface_timeout
-                return
-            self._handover(transport, data)
-            return
-        self._sniffed = b""
-        self.data_received = super().data_received  # type: ignore[method-assign]
-        if self._transport is not None:
-            self._transport.set_protocol(self)  # uvloop caches the bound method: refresh it
-        super().data_received(data)
-
-    def _handover(self, transport: asyncio.Transport, data: bytes) -> None:
-        h2conn = self._h2()
-        self._registry_h2.discard(self)
-        self._transport = None
-        transport.set_protocol(h2conn)
-        h2conn.connection_made(transport)
+def _to_h2(
+    handler: exchange.Handler,
+    limits: settings.Limits,
+    port: int,
+    registry: set[exchange.ServerConnection],
+    transport: asyncio.Transport,
+    data: bytes,
+    was: http1.HTTP1Connection,
+) -> None:
+    """Hand a connection that speaks HTTP/2 (preface or ALPN) to an `http2.HTTP2Connection`."""
+    h2conn = http2.HTTP2Connection(handler, limits, port, registry, scheme=was.scheme, sni=was.sni)
+    transport.set_protocol(h2conn)
+    h2conn.connection_made(transport)
+    if data:
         h2conn.data_received(data)
-
-
-class _TlsConnection(http1.HTTP1Connection):
-    """A connection on an HTTPS port: the handshake is done when `connection_made` runs; the
-    hostname the SNI chose may still refuse the client (client certificate, version). A client
-    that negotiated ALPN "h2" is handed to an `http2.HTTP2Connection`."""
-
-    sni: str | None = None
-    """The server name the client sent (None without SNI): the listener whose certificate it got."""
-
-    def __init__(
-        self,
-        handler: exchange.Handler,
-        limits: settings.Limits,
-        port: int,
-        registry: set[exchange.ServerConnection],
-    ) -> None:
-        super().__init__(handler, limits, port, typing.cast(set[http1.HTTP1Connection], registry))
-        self._h2 = functools.partial(http2.HTTP2Connection, handler, limits, port, registry)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        ssl_object = transport.get_extra_info("ssl_object")
-        why = tls.refusal(ssl_object)
-        if why is not None:
-            log.debug("TLS connection from %s refused: %s", transport.get_extra_info("peername"), why)
-            typing.cast(asyncio.Transport, transport).abort()  # uvloop's are not subclasses
-            return
-        self.sni = tls.server_name(ssl_object)
-        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
-            h2conn = self._h2(scheme="https", sni=self.sni)
-            typing.cast(asyncio.Transport, transport).set_protocol(h2conn)
-            h2conn.connection_made(transport)
-            return
-        super().connection_made(transport)
 
 
 class Listeners:
@@ -209,11 +145,15 @@ class Listeners:
         sock.setblocking(False)
         counter = self._stats.downstream_connections
         label = (str(port),)
-        conn_class = _Connection if holder is None else _TlsConnection
+        tls_listener = holder is not None
+        to_h2 = functools.partial(_to_h2, self._handler, self._limits, port, registry)
+        http1_registry = typing.cast(set[http1.HTTP1Connection], registry)
 
         def factory() -> http1.HTTP1Connection:
             counter.inc(label)
-            return conn_class(self._handler, self._limits, port, registry)
+            return http1.HTTP1Connection(
+                self._handler, self._limits, port, http1_registry, tls_listener, to_h2
+            )
 
         context: ssl.SSLContext | None = holder.context() if holder is not None else None
         loop = asyncio.get_running_loop()

@@ -248,7 +248,7 @@ async def test_access_log_lines_are_json_objects_describing_each_request(tmp_pat
             upload, gone, missing = await access_log_lines(gw, 3)
             fields = {
                 "time", "method", "host", "path", "status", "route", "backend", "upstream",
-                "duration_ms", "bytes_in", "bytes_out", "error",
+                "duration_ms", "bytes_in", "bytes_out", "error", "version", "grpc_status",
             }  # fmt: skip
             assert set(upload) == fields
             assert upload["method"] == "POST"
