@@ -19,9 +19,13 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
 	$(BIN)/pip check
+	$(BIN)/python hack/accel.py build
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv with agentgw and its pinned dev tools
+
+accel: $(STAMP) ## Compile the request path with mypyc (dataplane/accel.py); a no-op when up to date
+	$(BIN)/python hack/accel.py build
 
 $(HELM):
 	@command -v go >/dev/null || (echo "the Go toolchain is needed to build helm for the chart tests" >&2; exit 1)
@@ -29,7 +33,7 @@ $(HELM):
 
 tools: $(HELM) ## Build the test tools that come from the Go module proxy (helm)
 
-run: $(STAMP) ## Run the gateway on examples/standalone/config.yaml with a demo upstream
+run: accel ## Run the gateway on examples/standalone/config.yaml with a demo upstream
 	@bash examples/standalone/run.sh
 
 apiserver: ## Build kube-apiserver, etcd and kubectl for e2e tests once (cached in ~/.cache/agentgw)
@@ -41,7 +45,7 @@ apiserver-up: apiserver ## Start a kube-apiserver + etcd on 127.0.0.1; prints th
 apiserver-down: ## Stop the kube-apiserver + etcd started by apiserver-up
 	@bash hack/apiserver.sh down
 
-test: $(STAMP) $(HELM) apiserver ## Run the whole test suite (unit, integration, e2e on a real apiserver)
+test: accel $(HELM) apiserver ## Run the whole test suite (unit, integration, e2e on a real apiserver)
 	$(BIN)/pytest -q
 
 lint: $(STAMP) ## ruff format check, ruff, import-linter contracts
@@ -67,7 +71,7 @@ gen-check: gen ## Fail if regenerated code differs from what is checked in
 
 bench: bench-http bench-xds bench-controller bench-policies ## Run all benchmarks
 
-bench-http: $(STAMP) ## HTTP proxy benchmark: direct, nginx, agentgw 1 and 2 workers (wrk)
+bench-http: accel ## HTTP proxy benchmark: direct, nginx, agentgw 1 and 2 workers (wrk)
 	bash bench/http/run.sh
 
 bench-xds: $(STAMP) ## xDS benchmark: propagation at 10/1,000/10,000 routes, initial sync, memory
@@ -76,7 +80,7 @@ bench-xds: $(STAMP) ## xDS benchmark: propagation at 10/1,000/10,000 routes, ini
 bench-controller: $(STAMP) ## Controller benchmark: translate+publish at 1,000/10,000 routes, kubectl apply -> served latency
 	bash bench/controller/run.sh
 
-bench-policies: $(STAMP) ## Policy cost: JWT, 3-rule CEL authorization, local rate limit vs no policy (wrk)
+bench-policies: accel ## Policy cost: JWT, 3-rule CEL authorization, local rate limit vs no policy (wrk)
 	bash bench/policies/run.sh
 
 lock: ## Re-resolve and pin dependencies into requirements.lock
@@ -85,8 +89,9 @@ lock: ## Re-resolve and pin dependencies into requirements.lock
 	/tmp/agentgw-lock-venv/bin/pip install -q -e '.[dev]'
 	/tmp/agentgw-lock-venv/bin/pip freeze --exclude-editable | grep -v '^agentgw' > requirements.lock
 
-clean: ## Remove the venv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+clean: ## Remove the venv, caches and the compiled request path
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build
+	find dataplane -name '*.so' -delete
 
 
-.PHONY: help install tools apiserver apiserver-up apiserver-down run test lint fmt typecheck gen gen-check bench bench-http bench-xds bench-controller bench-policies lock clean
+.PHONY: help install accel tools apiserver apiserver-up apiserver-down run test lint fmt typecheck gen gen-check bench bench-http bench-xds bench-controller bench-policies lock clean

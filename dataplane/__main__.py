@@ -28,7 +28,7 @@ from typing import Any
 
 import uvloop
 
-from dataplane import admin, errors, runtime, settings, supervisor
+from dataplane import accel, admin, errors, runtime, settings, supervisor
 from dataplane.config import local, watch
 from dataplane.config import store as config_store
 from dataplane.telemetry import metrics
@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             return xds_source(args, apply, stats)
         return file_source(args.file, cfg, seen, apply, store, stats)
 
+    level = logging.INFO if accel.STATE == "compiled" else logging.WARNING
+    log.log(level, "request path: %s", accel.STATE)
     try:
         if args.workers > 1:
             sup = supervisor.Supervisor(cfg, args.workers, args.log_level, make_source)
