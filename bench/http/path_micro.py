@@ -8,12 +8,11 @@ to /dev/null), minus the kernel. The machine's noise hardly touches it, unlike w
 it is the number to compare when changing the request path:
 
     .venv/bin/python bench/http/path_micro.py            # the modules as installed
-    AGENTGW_PURE=1 .venv/bin/python bench/http/path_micro.py  (see docs/benchmarks.md)
+    AGENTGW_PURE=1 .venv/bin/python bench/http/path_micro.py   # the same, from source
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import os
 import statistics
@@ -24,7 +23,7 @@ from typing import Any
 import uvloop
 
 from api import standalone
-from dataplane import runtime, settings
+from dataplane import accel, runtime, settings
 from dataplane.backends import http as upstream
 from dataplane.server import http1
 
@@ -127,13 +126,10 @@ async def measure() -> list[float]:
 
 def main() -> None:
     results = uvloop.run(measure())
-    from dataplane import proxy  # noqa: PLC0415 - reported after the run
-
-    compiled = not proxy.__file__.endswith(".py") if proxy.__file__ else False
     print(
         f"request path: {min(results):.1f} µs/request (best of {RUNS} x {ITERATIONS:,}, "
         f"median {statistics.median(results):.1f}; "
-        f"runs {', '.join(f'{r:.1f}' for r in results)}; modules {'compiled' if compiled else 'pure Python'})"
+        f"runs {', '.join(f'{r:.1f}' for r in results)}; request path {accel.STATE})"
     )
     sys.stdout.flush()
 
