@@ -196,9 +196,9 @@ class FastRelay(upstream.Response):
         if not ex.ended:
             ex.end()
         self.conn.released(keep_alive and not self.head_only)
-        stats = self._proxy._stats
-        stats.upstream_call_duration.observe((self._target.name, "primary"), time.monotonic() - self._started)
-        self._proxy._record(ex, self._info)
+        now = time.monotonic()
+        self._proxy._stats.upstream_call_duration.observe((self._target.name, "primary"), now - self._started)
+        self._proxy._record(ex, self._info, now)
 
     def fail(self, exc: errors.ProxyError) -> None:
         if self.complete:
@@ -311,8 +311,9 @@ class Proxy:
         else:
             ex.abort()
 
-    def _record(self, ex: AnyExchange, info: _Attempt) -> None:
-        elapsed = time.monotonic() - ex.started
+    def _record(self, ex: AnyExchange, info: _Attempt, now: float = 0.0) -> None:
+        """Metrics and the access-log line; `now` is time.monotonic() if the caller has it."""
+        elapsed = (now or time.monotonic()) - ex.started
         status = ex.status or 499
         gateway = self._gateway
         self._stats.requests.inc((gateway, info.listener, info.route, info.backend, ex.method, str(status)))
@@ -434,28 +435,18 @@ class Proxy:
         connection's parser callbacks write the response to the client (`FastRelay`). This is
         most proxied traffic, and skips a task, two futures and a body stream per request.
         """
-        policy = plan.route.policy
+        ctx = plan.ctx
         if (
             ex.body is not streams.EMPTY
-            or (plan.ctx is not None and plan.ctx.body is not None)
-            or (policy.response_transform is not None and policy.response_transform.body is not None)
-            or (plan.ctx is not None and plan.ctx.usage_hooks is not None)
+            or not plan.route.policy.plain
+            or (ctx is not None and (ctx.body is not None or ctx.usage_hooks is not None))
             or ex.upgrade
-            or policy.retry is not None
-            or policy.mirrors
-            or policy.timeouts.request is not None
-            or policy.timeouts.backend is not None
         ):
             return False
         target = plan.route.pick()
         if target is None:
             raise errors.ProxyError("the route has no backend with a non-zero weight")
-        if (
-            target.redirect is not None
-            or target.request_timeout is not None
-            or target.ai is not None
-            or target.http2
-        ):
+        if not target.plain:
             return False
         conn = self._pool.take_idle(target.host, target.port, target.tls)
         if conn is None:

@@ -136,10 +136,16 @@ class Target:
     """Send the client's validated JWT to this backend (it is stripped otherwise)."""
     http2: bool = False
     """Speak HTTP/2 to this backend (h2c, or ALPN h2 over TLS): gRPC backends need it."""
+    address: str = dataclasses.field(init=False)
+    """"host:port", for logs and a missing Host header."""
+    plain: bool = dataclasses.field(init=False)
+    """Nothing about this backend keeps a request out of the proxy's fast lane (no redirect,
+    timeout, LLM rewrite or HTTP/2). Computed once here, not per request."""
 
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "address", f"{self.host}:{self.port}")
+        plain = self.redirect is None and self.request_timeout is None and self.ai is None and not self.http2
+        object.__setattr__(self, "plain", plain)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -163,6 +169,19 @@ class RoutePolicy:
     steps: tuple[Step, ...] = ()
     """Security steps in evaluation order (authn, ext_authz, authz, rate limits, transforms)."""
     response_transform: transform.ResponseTransform | None = None
+    plain: bool = dataclasses.field(init=False)
+    """Nothing here keeps a request out of the proxy's fast lane (no retry, mirror, timeout or
+    response-body transformation). Computed once here, not per request."""
+
+    def __post_init__(self) -> None:
+        plain = (
+            (self.response_transform is None or self.response_transform.body is None)
+            and self.retry is None
+            and not self.mirrors
+            and self.timeouts.request is None
+            and self.timeouts.backend is None
+        )
+        object.__setattr__(self, "plain", plain)
 
 
 EMPTY_POLICY = RoutePolicy()

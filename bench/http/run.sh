@@ -10,7 +10,8 @@
 #
 # Per target: a 2 s wrk warm-up, then `wrk -t2 -c64 -d10s --latency` three times (the median req/s
 # run is kept, with its p50/p99), then a fixed-rate latency test at 1,000 req/s for 10 s
-# (`hey -z 10s -c 10 -q 100`, or bench/http/fixed_rate.py when hey is not installed).
+# (`hey -z 10s -c 10 -q 100`, or bench/http/fixed_rate.py when hey is not installed), and with hey
+# also the same rate evenly spaced by bench/http/fixed_rate.py (hey's 10 workers send in bursts).
 # bench/http/report.py prints the table and the PASS/FAIL lines for the targets:
 #   agentgw 1w req/s >= 0.5 x nginx 1w req/s;  agentgw p99 <= 2 ms at 1,000 req/s.
 # The exit status is 0 when every step ran, whatever the PASS/FAIL lines say.
@@ -163,6 +164,13 @@ measure() {
   else
     timeout -k 5 $((FIXED_DUR + 30)) "$PY" "$HERE/fixed_rate.py" --duration "$FIXED_DUR" \
       --connections $FIXED_CONNS --rate $((FIXED_CONNS * FIXED_PER_CONN)) "$url" >"$RES/$slug.fixed.txt"
+  fi
+  if [[ $FIXED_TOOL == hey ]]; then
+    # hey's workers tick together: bursts of FIXED_CONNS requests every 1/FIXED_PER_CONN s. The same
+    # rate evenly spaced (request k of connection c at (k*C + c)/R) shows the latency without bursts.
+    log "$slug: fixed rate $((FIXED_CONNS * FIXED_PER_CONN)) req/s for ${FIXED_DUR}s, evenly spaced (fixed_rate.py)"
+    timeout -k 5 $((FIXED_DUR + 30)) "$PY" "$HERE/fixed_rate.py" --duration "$FIXED_DUR" \
+      --connections $FIXED_CONNS --rate $((FIXED_CONNS * FIXED_PER_CONN)) "$url" >"$RES/$slug.even.txt"
   fi
 }
 
