@@ -55,9 +55,23 @@ def _key(host: str, port: int, spec: tls.ClientTls | None) -> Hashable:
     return (host, port, spec)
 
 
-def _label(host: str, port: int, spec: tls.ClientTls | None) -> str:
+def address_label(host: str, port: int, spec: tls.ClientTls | None) -> str:
     """The address as errors name it."""
     return f"{host}:{port}" if spec is None else f"tls:{host}:{port}"
+
+
+def connect_error(exc: OSError, where: str, timeout: float) -> errors.UpstreamUnavailable:
+    """What a failed connect to an upstream (timeout, refusal, TLS handshake) answers: 503.
+    `where` is the `address_label`."""
+    if isinstance(exc, TimeoutError):
+        return errors.UpstreamUnavailable(f"connect to {where} timed out after {timeout:g}s")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return errors.UpstreamUnavailable(
+            f"TLS handshake with {where} failed: certificate verify failed: {exc.verify_message}"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return errors.UpstreamUnavailable(f"TLS handshake with {where} failed: {exc.reason or exc}")
+    return errors.UpstreamUnavailable(f"connect to {where} failed: {exc.strerror or exc}")
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -380,7 +394,7 @@ class Pool:
         """A new connection; with `tls`, verified as its spec says (True: system CAs, `host`)."""
         spec = _spec(host, tls)
         key = _key(host, port, spec)
-        label = _label(host, port, spec)
+        label = address_label(host, port, spec)
         started = time.monotonic()
         timeout = connect_timeout or self._config.connect_timeout
         try:
@@ -392,18 +406,8 @@ class Pool:
                     ssl=spec.context() if spec is not None else None,
                     server_hostname=spec.server_hostname if spec is not None else None,
                 )
-        except TimeoutError as exc:
-            raise errors.UpstreamUnavailable(f"connect to {label} timed out after {timeout:g}s") from exc
-        except ssl.SSLCertVerificationError as exc:
-            raise errors.UpstreamUnavailable(
-                f"TLS handshake with {label} failed: certificate verify failed: {exc.verify_message}"
-            ) from exc
-        except ssl.SSLError as exc:
-            raise errors.UpstreamUnavailable(
-                f"TLS handshake with {label} failed: {exc.reason or exc}"
-            ) from exc
-        except OSError as exc:
-            raise errors.UpstreamUnavailable(f"connect to {label} failed: {exc.strerror or exc}") from exc
+        except OSError as exc:  # TimeoutError and ssl.SSLError are OSErrors
+            raise connect_error(exc, label, timeout) from exc
         if spec is not None and spec.checks_names_after_handshake:
             transport = conn.transport
             problem = spec.peer_problem(

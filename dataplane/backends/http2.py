@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import ssl
 import time
 import typing
 from collections.abc import Hashable
@@ -43,6 +42,7 @@ import h2.exceptions
 import h2.settings
 
 from dataplane import errors, settings, tls
+from dataplane.backends import http as upstream
 from dataplane.server import http2, streams
 from dataplane.telemetry import metrics
 
@@ -518,7 +518,7 @@ class Client:
     async def _connect(
         self, host: str, port: int, connect_timeout: float | None, spec: tls.ClientTls | None, key: Hashable
     ) -> Connection:
-        label = f"{host}:{port}" if spec is None else f"tls:{host}:{port}"
+        label = upstream.address_label(host, port, spec)
         started = time.monotonic()
         timeout = connect_timeout or self._config.connect_timeout
         loop = asyncio.get_running_loop()
@@ -535,20 +535,10 @@ class Client:
                 if spec is not None:
                     self._check_tls(conn, spec, label)
                 await conn.ready
-        except TimeoutError as exc:
+        except OSError as exc:  # TimeoutError and ssl.SSLError are OSErrors
             if conn is not None:
                 conn.close()
-            raise errors.UpstreamUnavailable(f"connect to {label} timed out after {timeout:g}s") from exc
-        except ssl.SSLCertVerificationError as exc:
-            raise errors.UpstreamUnavailable(
-                f"TLS handshake with {label} failed: certificate verify failed: {exc.verify_message}"
-            ) from exc
-        except ssl.SSLError as exc:
-            raise errors.UpstreamUnavailable(
-                f"TLS handshake with {label} failed: {exc.reason or exc}"
-            ) from exc
-        except OSError as exc:
-            raise errors.UpstreamUnavailable(f"connect to {label} failed: {exc.strerror or exc}") from exc
+            raise upstream.connect_error(exc, label, timeout) from exc
         except BaseException:
             if conn is not None:
                 conn.close()

@@ -58,6 +58,7 @@ from cel_expr_python.ext import ext_math, ext_optional, ext_strings  # type: ign
 from google.protobuf import timestamp_pb2
 
 from api import errors as api_errors
+from dataplane import headerlist
 from dataplane.policies import celfast, context
 
 
@@ -451,7 +452,7 @@ def _new_built(from_headers: object, from_path: object = None, from_body: object
 
 
 def _joined(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
-    value = context.header_value(headers, name)
+    value = headerlist.get(headers, name)
     return None if value is None else value.decode("utf-8", "replace")
 
 

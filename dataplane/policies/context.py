@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from dataplane import headerlist
+
 if TYPE_CHECKING:
     from dataplane.server import exchange
 
@@ -117,7 +119,7 @@ class RequestContext:
     def header(self, name: bytes) -> bytes | None:
         """A request header of the (possibly modified) upstream header list; repeated values
         are joined with b","."""
-        return header_value(self.headers, name)
+        return headerlist.get(self.headers, name)
 
     def set_header(self, name: bytes, value: bytes) -> None:
         self.headers = [h for h in self.headers if h[0] != name]
@@ -130,14 +132,6 @@ class RequestContext:
         """Forget a cached CEL variable root after a step changed what it is built from."""
         if self.cel_vars is not None:
             self.cel_vars.pop(root, None)
-
-
-def header_value(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    """The value of header `name` (lower-case) in a header list; repeated ones joined by b","."""
-    found = [v for k, v in headers if k == name]
-    if not found:
-        return None
-    return found[0] if len(found) == 1 else b",".join(found)
 
 
 class Evaluator(Protocol):

@@ -29,14 +29,14 @@ from typing import Any
 
 import httptools
 
-from dataplane import errors, settings, tls
+from dataplane import errors, headerlist, settings, tls
 from dataplane.server import streams
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[["Exchange"], Coroutine[Any, Any, None] | None]
 
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_PREFACE: bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 """The first bytes of every HTTP/2 connection (RFC 9113 3.4)."""
 
 HandOver = Callable[[asyncio.Transport, bytes, "HTTP1Connection"], None]
@@ -127,11 +127,7 @@ class Exchange:
     # request accessors ----------------------------------------------------------------------
     def header(self, name: str) -> str | None:
         """A request header by lower-case name; repeated headers are joined with ","."""
-        key = name.encode()
-        found = [v for k, v in self.headers if k == key]
-        if not found:
-            return None
-        return (found[0] if len(found) == 1 else b",".join(found)).decode("latin-1")
+        return headerlist.get_text(self.headers, name)
 
     @property
     def bytes_in(self) -> int:

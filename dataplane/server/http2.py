@@ -45,12 +45,12 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from dataplane import errors, settings
-from dataplane.server import exchange, streams
+from dataplane import errors, headerlist, settings
+from dataplane.server import exchange, http1, streams
 
 log = logging.getLogger(__name__)
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+PREFACE: bytes = http1.H2_PREFACE
 """What an HTTP/2 client sends first (RFC 9113 3.4)."""
 
 MAX_CONCURRENT_STREAMS = 100
@@ -191,11 +191,7 @@ class Exchange:
     # request accessors ----------------------------------------------------------------------
     def header(self, name: str) -> str | None:
         """A request header by lower-case name; repeated headers are joined with ","."""
-        key = name.encode()
-        found = [v for k, v in self.headers if k == key]
-        if not found:
-            return None
-        return (found[0] if len(found) == 1 else b",".join(found)).decode("latin-1")
+        return headerlist.get_text(self.headers, name)
 
     @property
     def bytes_in(self) -> int:
