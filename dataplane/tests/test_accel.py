@@ -118,3 +118,13 @@ def test_agentgw_pure_runs_the_sources(built_copy: pathlib.Path) -> None:
     state, proxy_file = _loaded(built_copy, {"AGENTGW_PURE": "1"})
     assert state == "pure Python (AGENTGW_PURE=1)"
     assert proxy_file.endswith("proxy.py")
+
+
+def test_without_a_c_compiler_the_build_says_so_and_leaves_the_sources_in_charge(
+    tree: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fake_tree(tree, built=False)
+    monkeypatch.setattr(accel.shutil, "which", lambda name: None)
+    assert accel.build() == 0
+    assert "no C compiler" in capsys.readouterr().err
+    assert accel.problem() == "not built; run `make accel`"
