@@ -12,6 +12,7 @@ edge and re-raised as one of these, with the library error chained as `__cause__
         │   └── BodyTooLarge        413  a body that must be buffered is over the limit
         ├── RequestTimeout          408  the client was too slow sending its request head
         ├── NoRoute                 404  no listener or route matches
+        ├── NoBackend               500  the route has no usable backend (all invalid or weight 0)
         ├── Misdirected             421  Host names a client-certificate listener the TLS SNI did not
         ├── PolicyError                  a policy refused the request; `.policy` names it
         │   ├── Unauthenticated     401  missing or invalid credentials (WWW-Authenticate)
@@ -79,6 +80,14 @@ class RequestTimeout(ProxyError):
 class NoRoute(ProxyError):
     status = 404
     reason = "route_not_found"
+
+
+class NoBackend(ProxyError):
+    """Gateway API: a rule whose backendRefs are all invalid answers 500 (HTTPRoute) or
+    UNAVAILABLE (GRPCRoute)."""
+
+    status = 500
+    reason = "no_backend"
 
 
 class Misdirected(ProxyError):
@@ -171,6 +180,7 @@ def response_for(error: ProxyError) -> tuple[int, list[tuple[bytes, bytes]], byt
 GRPC_OK = 0
 GRPC_UNKNOWN = 2
 GRPC_DEADLINE_EXCEEDED = 4
+GRPC_UNAVAILABLE = 14
 GRPC_STATUS_BY_HTTP = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
 """gRPC's doc/http-grpc-status-mapping.md: INTERNAL, UNAUTHENTICATED, PERMISSION_DENIED,
 UNIMPLEMENTED, UNAVAILABLE; any other status is UNKNOWN."""
@@ -187,6 +197,8 @@ def is_grpc(content_type: str | None) -> bool:
 def grpc_status(error: ProxyError) -> int:
     if isinstance(error, DeadlineExceeded):
         return GRPC_DEADLINE_EXCEEDED
+    if isinstance(error, NoBackend):
+        return GRPC_UNAVAILABLE
     return GRPC_STATUS_BY_HTTP.get(error.status, GRPC_UNKNOWN)
 
 

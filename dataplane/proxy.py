@@ -445,7 +445,7 @@ class Proxy:
             return False
         target = plan.route.pick()
         if target is None:
-            raise errors.ProxyError("the route has no backend with a non-zero weight")
+            raise errors.NoBackend("the route has no backend with a non-zero weight")
         if not target.plain:
             return False
         conn = self._pool.take_idle(target.host, target.port, target.tls)
@@ -526,7 +526,7 @@ class Proxy:
             last = attempt == attempts - 1
             target = route.pick(failed)
             if target is None:
-                raise errors.ProxyError("the route has no backend with a non-zero weight")
+                raise errors.NoBackend("the route has no backend with a non-zero weight")
             info.backend = target.name
             if target.redirect is not None:
                 self._redirect(ex, target.redirect, authority, ex.path, match)

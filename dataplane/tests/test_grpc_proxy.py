@@ -63,6 +63,11 @@ binds:
     - name: echo
       matches: [{{path: {{pathPrefix: /test.Echo/}}}}]
       backends: [{{backend: echo}}]
+    - name: weightless
+      matches: [{{path: {{pathPrefix: /test.Weightless/}}}}]
+      backends:
+      - host: {echo.address}
+        weight: 0
     - name: down
       matches: [{{path: {{pathPrefix: /test.Down/}}}}]
       backends:
@@ -223,6 +228,14 @@ async def test_a_backend_that_is_down_is_unavailable(env: Env) -> None:
             await ch.unary_unary(method("Unary", service="test.Down"))(b"x", timeout=10)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "upstream_connect_error" in (info.value.details() or "")
+
+
+async def test_a_route_without_a_usable_backend_is_unavailable(env: Env) -> None:
+    async with channel(env.plain) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await ch.unary_unary(method("Unary", service="test.Weightless"))(b"x", timeout=10)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "no_backend" in (info.value.details() or "")
 
 
 async def test_a_deadline_shorter_than_the_handler_is_exceeded_and_the_upstream_call_is_cancelled(
