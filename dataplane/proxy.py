@@ -156,7 +156,7 @@ class FastRelay(upstream.Response):
     def __init__(
         self,
         proxy: Proxy,
-        ex: http1.Exchange,
+        ex: AnyExchange,
         info: _Attempt,
         plan: _Plan,
         target: tables.Target,
@@ -269,7 +269,7 @@ class Proxy:
             if not self._shape(ex, plan):
                 self._record(ex, info)
                 return None
-            if isinstance(ex, http1.Exchange) and self._fast_lane(ex, info, plan):
+            if self._fast_lane(ex, info, plan):
                 return None
         except errors.ProxyError as exc:
             self._answer_error(ex, info, exc)
@@ -427,7 +427,7 @@ class Proxy:
         return headers
 
     # fast lane ------------------------------------------------------------------------------
-    def _fast_lane(self, ex: http1.Exchange, info: _Attempt, plan: _Plan) -> bool:
+    def _fast_lane(self, ex: AnyExchange, info: _Attempt, plan: _Plan) -> bool:
         """Forward without a task when nothing needs waiting but the upstream's answer.
 
         Eligible: no request body, no upgrade, no retry, timeout or mirror, and an idle pooled
