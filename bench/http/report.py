@@ -245,7 +245,40 @@ def main(argv: list[str]) -> int:
             print(f"WARNING {t.label}: {problem}")
     for ok, line in checks(targets):
         print(f"{'PASS' if ok else 'FAIL'} {line}")
+    h2 = h2_lines(res)
+    if h2:
+        print()
+        print("\n".join(h2))
     return 0
+
+
+def parse_h2load(text: str) -> tuple[float, int, int]:
+    """(req/s, succeeded, failed + errored) from h2load's summary."""
+    m = re.search(r"^finished in [\d.]+s, ([\d.]+) req/s", text, re.M)
+    r = re.search(r"^requests: .*?(\d+) succeeded, (\d+) failed, (\d+) errored", text, re.M)
+    if not m or not r:
+        raise ValueError("no h2load summary")
+    return float(m.group(1)), int(r.group(1)), int(r.group(2)) + int(r.group(3))
+
+
+def h2_lines(res: Path) -> list[str]:
+    """The HTTP/2 section: h2load req/s through nginx and agentgw over h2c, and their ratio."""
+    found = {}
+    for name in ("nginx", "agentgw"):
+        path = res / f"h2-{name}.txt"
+        if path.exists():
+            try:
+                found[name] = parse_h2load(path.read_text())
+            except ValueError as exc:
+                return [f"HTTP/2 (h2load): {path.name}: {exc}"]
+    if not found:
+        return []
+    lines = ["HTTP/2, h2c prior knowledge (h2load -c 16 -m 10, GET /, HTTP/1.1 upstream; no target):"]
+    for name, (rps, ok, bad) in found.items():
+        lines.append(f"  {name} 1w: {rps:,.0f} req/s ({ok:,} succeeded, {bad} failed)")
+    if "nginx" in found and "agentgw" in found and found["nginx"][0]:
+        lines.append(f"  agentgw / nginx: {found['agentgw'][0] / found['nginx'][0]:.2f}x")
+    return lines
 
 
 if __name__ == "__main__":

@@ -224,5 +224,38 @@ for workers in 1 2; do
   stop "$pid"
 done
 
+# ---- HTTP/2 (h2c prior knowledge) --------------------------------------------------------------
+# h2load (Debian nghttp2-client), when installed: 16 connections x 10 concurrent streams, GET /,
+# nginx (`listen ... http2`, 1 worker) against agentgw 1 worker, both to the same HTTP/1.1 upstream.
+# Informational (no target in issue #2): report.py prints the req/s and the ratio.
+if command -v h2load >/dev/null; then
+  H2_DUR=$([[ $QUICK == 1 ]] && echo 3 || echo 10)
+  read -r NGINX_H2_PORT AGW_H2_PORT < <(free_ports 2)
+  dir=$TMP/nginx-h2
+  nginx_conf "$dir" 1 \
+    "listen 127.0.0.1:$NGINX_H2_PORT http2;
+        location / {
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }" \
+    "http2_max_requests 10000000;
+    upstream bench_upstream { server 127.0.0.1:$UP_PORT; keepalive 128; keepalive_requests 10000000; }"
+  for h2 in nginx agentgw; do
+    if [[ $h2 == nginx ]]; then
+      start_nginx nginx-h2 "$dir"; pid=$STARTED_PID; port=$NGINX_H2_PORT
+      wait_http "http://127.0.0.1:$UP_PORT/" "$pid"; sleep 0.5
+    else
+      start_agentgw agentgw-h2 "$AGW_H2_PORT" 1; pid=$STARTED_PID; port=$AGW_H2_PORT
+      wait_http "$READY_URL" "$pid"
+    fi
+    log "$h2 h2c: h2load -D ${H2_DUR} -c 16 -m 10 (after a 2 s warm-up)"
+    timeout -k 5 40 h2load -D 2 -c 16 -m 10 "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
+    timeout -k 5 $((H2_DUR + 30)) h2load -D "$H2_DUR" -c 16 -m 10 "http://127.0.0.1:$port/" \
+      >"$RES/h2-$h2.txt" 2>&1 || log "$h2 h2c: h2load failed (see $RES/h2-$h2.txt)"
+    stop "$pid"
+  done
+fi
+
 "$PY" "$HERE/report.py" "$RES" | tee "$RES/summary.md"
 log "raw outputs: ${RES#"$ROOT"/}"
