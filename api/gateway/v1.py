@@ -294,6 +294,44 @@ class HTTPRoute(View):
     spec: HTTPRouteSpec = HTTPRouteSpec()
 
 
+class GRPCMethodMatch(View):
+    type: str = "Exact"
+    """`Exact` (the default) or `RegularExpression`."""
+    service: str | None = None
+    """None (or empty): any service."""
+    method: str | None = None
+    """None (or empty): any method."""
+
+
+class GRPCRouteMatch(View):
+    method: GRPCMethodMatch | None = None
+    """None: every service and method."""
+    headers: list[HTTPHeaderMatch] = []
+
+
+class GRPCRouteRule(View):
+    """A GRPCRoute rule. Its filters have HTTPRoute filters' shape (the CRD allows
+    RequestHeaderModifier, ResponseHeaderModifier, RequestMirror and ExtensionRef; the translator
+    refuses the types GRPCRoute does not have); its backendRefs are HTTPRoute backendRefs."""
+
+    name: str | None = None
+    matches: list[GRPCRouteMatch] = []
+    """Empty: the rule matches every gRPC request (GRPCRoute's CRD has no default match)."""
+    filters: list[HTTPRouteFilter] = []
+    backend_refs: list[HTTPBackendRef] = []
+    session_persistence: dict[str, Any] | None = None
+
+
+class GRPCRouteSpec(RouteParents):
+    rules: list[GRPCRouteRule] = []
+    """No default rule (unlike HTTPRoute's CRD)."""
+
+
+class GRPCRoute(View):
+    metadata: ObjectMeta = ObjectMeta()
+    spec: GRPCRouteSpec = GRPCRouteSpec()
+
+
 class RouteHead(View):
     """An HTTPRoute read only as far as its parents: used when the full view does not parse."""
 

@@ -22,7 +22,6 @@ Modules, in the order translation uses them:
     hostnames    listener/route hostname intersection
     filters      matches, filters, timeouts, retry -> RouteMatch, TrafficPolicy, BackendPolicy
     routes       HTTPRoute -> Routes per (rule, listener), `status.parents` (shared by route kinds)
-    grpcview     typed views of GRPCRoute
     grpcroutes   GRPCRoute rules -> matches (service/method as paths), filters, HTTP/2 backends
     policyspec   AgentgatewayPolicy traffic/backend sections -> TrafficPolicy, BackendPolicy
     policies     AgentgatewayPolicy targets -> Policy resources per Gateway, `status.ancestors`

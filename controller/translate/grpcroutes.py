@@ -1,9 +1,10 @@
 """GRPCRoute rules -> the same Route resources HTTPRoute rules become (`routes.RouteKind` GRPC).
 
-In: one raw GRPCRoute (read through `grpcview`). Out: through `routes.translate(obj, ctx, GRPC)`,
-Routes keyed `<listener key>/grpc/<namespace>/<name>/<rule index>`, their Backends and the
-route's `status.parents`; parents, hostnames, allowedRoutes, ReferenceGrants (`from` kind
-GRPCRoute), statuses and placement are HTTPRoute's (`routes`, `attach`, `backends`).
+In: one raw GRPCRoute (read through `api.gateway.v1.GRPCRoute`). Out: through
+`routes.translate(obj, ctx, GRPC)`, Routes keyed `<listener key>/grpc/<namespace>/<name>/<rule>`,
+their Backends and the route's `status.parents`; parents, hostnames, allowedRoutes,
+ReferenceGrants (`from` kind GRPCRoute), statuses and placement are HTTPRoute's (`routes`,
+`attach`, `backends`).
 
 A gRPC call is an HTTP/2 POST to `/<service>/<method>`, so a method match is a path match:
 
@@ -35,7 +36,7 @@ import re
 
 from api.gateway import v1 as gw
 from api.proto.agentgw.v1 import resource_pb2 as pb
-from controller.translate import filters, grpcview, model, routes
+from controller.translate import filters, model, routes
 
 KIND = "GRPCRoute"
 
@@ -46,13 +47,13 @@ ANY_NAME = "[^/]+"
 """One path segment: any service or any method."""
 
 
-def match(m: grpcview.GRPCRouteMatch, where: str) -> pb.RouteMatch:
+def match(m: gw.GRPCRouteMatch, where: str) -> pb.RouteMatch:
     return pb.RouteMatch(
         path=_path(m.method, f"{where}.method"), headers=filters.header_matches(m.headers, where)
     )
 
 
-def _path(m: grpcview.GRPCMethodMatch | None, where: str) -> pb.PathMatch:
+def _path(m: gw.GRPCMethodMatch | None, where: str) -> pb.PathMatch:
     service, method = (m.service or "", m.method or "") if m is not None else ("", "")
     if m is None or not (service or method):
         return pb.PathMatch(prefix="/")
@@ -69,7 +70,7 @@ def _path(m: grpcview.GRPCMethodMatch | None, where: str) -> pb.PathMatch:
     raise filters.Unsupported(f"{where}.type: unsupported value {m.type!r}")
 
 
-def _rule(rule: grpcview.GRPCRouteRule) -> routes.RuleTranslator:
+def _rule(rule: gw.GRPCRouteRule) -> routes.RuleTranslator:
     def parts(where: str, resolve: filters.RefResolver) -> routes.RuleParts:
         policy, mirrors = filters.rule_filters(rule.filters, where, resolve, FILTERS)
         if rule.session_persistence is not None:
@@ -87,7 +88,7 @@ def _rule(rule: grpcview.GRPCRouteRule) -> routes.RuleTranslator:
 
 
 def _parse(obj: model.Object) -> routes.ParsedRoute:
-    route = gw.parse(grpcview.GRPCRoute, obj)
+    route = gw.parse(gw.GRPCRoute, obj)
     rules = [routes.ParsedRule(r.name, _rule(r)) for r in route.spec.rules]
     return routes.ParsedRoute(route.metadata, route.spec.hostnames, rules)
 

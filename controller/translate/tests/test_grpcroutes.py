@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from api.gateway import v1 as gw
-from controller.translate import filters, grpcroutes, grpcview
+from controller.translate import filters, grpcroutes
 
 
-def _match(**method: Any) -> grpcview.GRPCRouteMatch:
-    return gw.parse(grpcview.GRPCRouteMatch, {"method": method} if method else {})
+def _match(**method: Any) -> gw.GRPCRouteMatch:
+    return gw.parse(gw.GRPCRouteMatch, {"method": method} if method else {})
 
 
 @pytest.mark.parametrize(
@@ -52,7 +52,7 @@ def test_a_bad_service_regular_expression_is_refused_naming_the_field() -> None:
 
 def test_headers_match_by_lower_case_name_and_the_first_entry_per_name_counts() -> None:
     m = gw.parse(
-        grpcview.GRPCRouteMatch,
+        gw.GRPCRouteMatch,
         {"headers": [{"name": "X-A", "value": "1"}, {"name": "x-a", "value": "2"}]},
     )
     headers = grpcroutes.match(m, "m").headers
