@@ -28,3 +28,10 @@ def test_the_image_installs_every_package_with_the_pinned_dependencies() -> None
         assert f"COPY {name} ./{name}" in DOCKERFILE
     assert "-c requirements.lock ." in DOCKERFILE
     assert set(project["project"]["scripts"]) == {"agentgw-proxy", "agentgw-controller"}
+
+
+def test_the_image_compiles_the_request_path_itself_and_never_copies_a_local_build() -> None:
+    assert "hack/accel.py build" in DOCKERFILE
+    assert "accel.STATE == 'compiled'" in DOCKERFILE
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {"**/*.so", "dataplane/_native.json", "build"} <= set(ignored)
