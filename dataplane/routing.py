@@ -9,8 +9,9 @@ Selection order (Gateway API spec, HTTPRoute and Listener hostname rules):
 2. Among the listener's routes, hostname tiers in the same order: routes naming the exact host,
    then the longest matching wildcard, then routes without hostnames. A tier with no matching
    rule falls through to the next.
-3. Inside a tier, across all rules: Exact path > RegularExpression path (longer pattern first;
-   the spec leaves regex precedence to implementations) > PathPrefix (longest first, matched by
+3. Inside a tier, across all rules: Exact path > RegularExpression path (a higher `precedence`
+   first, which GRPCRoute service/method matches carry; then the longer pattern: the spec leaves
+   regex precedence to implementations) > PathPrefix (longest first, matched by
    whole path segments, trailing `/` ignored); then a method match; then more header matches;
    then more query matches; then the oldest route, then "namespace/name", then rule order.
 
@@ -59,6 +60,8 @@ class Match:
     method: str | None
     headers: tuple[ValueMatch, ...]
     query: tuple[ValueMatch, ...]
+    precedence: int = 0
+    """Among regex paths, higher first (GRPCRoute: service, then method characters)."""
 
     def rank(self) -> tuple[int, int, int, tuple[int, str, int], int]:
         """Sort key for matches sharing a path: method, headers, query, then route order."""
@@ -120,7 +123,7 @@ class _PathIndex:
                 regex.append(m)
         self.exact = {k: tuple(sorted(v, key=Match.rank)) for k, v in exact.items()}
         self.prefix = {k: tuple(sorted(v, key=Match.rank)) for k, v in prefix.items()}
-        self.regex = tuple(sorted(regex, key=lambda m: (-len(m.path), m.rank())))
+        self.regex = tuple(sorted(regex, key=lambda m: (-m.precedence, -len(m.path), m.rank())))
 
     def lookup(self, method: str, path: str, headers: HeaderGetter, query: _LazyQuery) -> Match | None:
         for m in self.exact.get(path, ()):

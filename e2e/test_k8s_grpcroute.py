@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -280,7 +281,8 @@ def test_the_proxy_config_dump_shows_an_http2_backend(env: Env, proxy: XdsProxy)
         return [r["route"] for r in dump["resources"] if "route" in r and r["route"]["name"] == "echo"]
 
     (route,) = wait_for("the GRPCRoute's Route on the proxy", routes)
-    assert route["matches"][0]["path"] == {"prefix": f"/{SERVICE}/"}
+    assert route["matches"][0]["path"] == {"regex": f"/{re.escape(SERVICE)}/[^/]+"}
+    assert route["matches"][0]["precedence"] == len(SERVICE) << 16
     assert route["backends"][0]["policies"]["httpVersion"] == "HTTP_VERSION_HTTP2"
 
 

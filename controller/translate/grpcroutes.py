@@ -9,8 +9,8 @@ ReferenceGrants (`from` kind GRPCRoute), statuses and placement are HTTPRoute's 
 A gRPC call is an HTTP/2 POST to `/<service>/<method>`, so a method match is a path match:
 
     type Exact,  service + method -> exact   /<service>/<method>
-    type Exact,  service only     -> prefix  /<service>/      (whole path segments)
-    type Exact,  method only      -> regex   /[^/]+/<method>
+    type Exact,  service only     -> regex   /<service>/[^/]+       precedence len(service) << 16
+    type Exact,  method only      -> regex   /[^/]+/<method>        precedence len(method)
     type RegularExpression        -> regex   /(?:<service>)/(?:<method>)   (either one absent: [^/]+)
     no method match               -> prefix  /
 
@@ -22,12 +22,13 @@ when every rule is dropped, `PartiallyInvalid` otherwise). Every backend of a GR
 `BackendPolicy.http_version: HTTP2` on its RouteBackend (a mirror has no BackendPolicy: it speaks
 HTTP/2 only to a Service port whose appProtocol says so, see `backends`).
 
-Precedence: the proxy ranks Exact paths over regular expressions over prefixes, then more header
-matches, then the oldest route, "namespace/name" and rule index. For GRPCRoute's rules (more
-characters in the matching service, then in the method, then more header matches, then the
-same tie-breakers) that is exact for service+method matches and for service-only ones of
-different lengths; a method-only match (implementation-specific in the spec) ranks above a
-service-only one on the same path, where the spec would rank it below.
+Precedence: Gateway API ranks GRPCRoute rules by the characters of the matching service, then
+of the method, then header matches, then age and name. The proxy tries exact paths first (a
+service + method match has the most of both), then regex paths by `RouteMatch.precedence` (the
+service's length above the method's), then more header matches and the route order; so a
+service-only match outranks a method-only one and a longer service a shorter one.
+RegularExpression matches carry precedence 0 (their order among themselves is the pattern's
+length, as the spec leaves it to implementations).
 """
 
 from __future__ import annotations
@@ -48,25 +49,25 @@ ANY_NAME = "[^/]+"
 
 
 def match(m: gw.GRPCRouteMatch, where: str) -> pb.RouteMatch:
-    return pb.RouteMatch(
-        path=_path(m.method, f"{where}.method"), headers=filters.header_matches(m.headers, where)
-    )
+    path, precedence = _path(m.method, f"{where}.method")
+    return pb.RouteMatch(path=path, headers=filters.header_matches(m.headers, where), precedence=precedence)
 
 
-def _path(m: gw.GRPCMethodMatch | None, where: str) -> pb.PathMatch:
+def _path(m: gw.GRPCMethodMatch | None, where: str) -> tuple[pb.PathMatch, int]:
+    """The path match of a method match, and its precedence among regex paths."""
     service, method = (m.service or "", m.method or "") if m is not None else ("", "")
     if m is None or not (service or method):
-        return pb.PathMatch(prefix="/")
+        return pb.PathMatch(prefix="/"), 0
     if m.type == "Exact":
         if service and method:
-            return pb.PathMatch(exact=f"/{service}/{method}")
+            return pb.PathMatch(exact=f"/{service}/{method}"), 0
         if service:
-            return pb.PathMatch(prefix=f"/{service}/")
-        return pb.PathMatch(regex=f"/{ANY_NAME}/{re.escape(method)}")
+            return pb.PathMatch(regex=f"/{re.escape(service)}/{ANY_NAME}"), len(service) << 16
+        return pb.PathMatch(regex=f"/{ANY_NAME}/{re.escape(method)}"), len(method)
     if m.type == "RegularExpression":
         filters.regex(service or ANY_NAME, f"{where}.service")
         filters.regex(method or ANY_NAME, f"{where}.method")
-        return pb.PathMatch(regex=f"/(?:{service or ANY_NAME})/(?:{method or ANY_NAME})")
+        return pb.PathMatch(regex=f"/(?:{service or ANY_NAME})/(?:{method or ANY_NAME})"), 0
     raise filters.Unsupported(f"{where}.type: unsupported value {m.type!r}")
 
 

@@ -626,6 +626,7 @@ def _route(
                     _value_match(h.name.lower(), h.value, f"matches[{i}].headers") for h in m.headers
                 ),
                 query=tuple(_value_match(q.name, q.value, f"matches[{i}].query") for q in m.query),
+                precedence=m.precedence,
             )
         )
     return rt, matches

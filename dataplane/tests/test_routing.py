@@ -514,3 +514,48 @@ def test_lookups_are_not_memoised_when_a_rule_matches_headers() -> None:
     one = listener.routes.lookup("x", "GET", "/", "", lambda _: None)
     assert two is not None and two.route.name == "v2"
     assert one is not None and one.route.name == "v1"
+
+
+@pytest.mark.parametrize(
+    ("path", "winner"),
+    [
+        ("/pkg.Svc/Get", "service-and-method"),
+        # the service's characters outrank the method's, though the method's pattern is longer
+        ("/pkg.Svc/ListEverything", "service"),
+        ("/other.Svc/ListEverything", "method"),
+        ("/pkg.Svcs/ListEverything", "long-service"),
+        ("/pkg.Svcs/Put", "long-service"),  # more service characters win
+        ("/x.Y/Z", None),
+    ],
+)
+def test_the_proxy_ranks_grpc_rules_by_service_then_method_characters(path: str, winner: str | None) -> None:
+    """GRPCRoute precedence: the matches the controller makes of GRPCRoute method matches
+    (controller/translate/grpcroutes.py; its tests check it makes these), compiled and looked up,
+    all rules in one table, declared in the worst order."""
+    rules = [
+        ("method", pb.RouteMatch(path=pb.PathMatch(regex="/[^/]+/ListEverything"), precedence=14)),
+        ("service", pb.RouteMatch(path=pb.PathMatch(regex=r"/pkg\.Svc/[^/]+"), precedence=7 << 16)),
+        ("long-service", pb.RouteMatch(path=pb.PathMatch(regex=r"/pkg\.Svcs/[^/]+"), precedence=8 << 16)),
+        ("service-and-method", pb.RouteMatch(path=pb.PathMatch(exact="/pkg.Svc/Get"))),
+    ]
+    resources = [pb.Resource(listener=pb.Listener(key="l", bind_key="b", name="l"))]
+    resources.append(pb.Resource(bind=pb.Bind(key="b", port=8080)))
+    for i, (name, match) in enumerate(rules):
+        resources.append(
+            pb.Resource(
+                route=pb.Route(
+                    key=f"r{i}",
+                    listener_key="l",
+                    name=name,
+                    matches=[match],
+                    backends=[pb.RouteBackend(ref=pb.BackendRef(host=pb.StaticBackend(host="h", port=1)))],
+                    rule_index=i,
+                )
+            )
+        )
+    compiled = config_compile.compile_resources(resources)
+    assert not compiled.problems
+    table = compiled.tables.binds[8080].listeners.first("h")
+    assert table is not None
+    found = table.routes.lookup("h", "POST", path, "", lambda name: None)
+    assert (found.route.name if found else None) == winner

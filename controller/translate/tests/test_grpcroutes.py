@@ -17,22 +17,27 @@ def _match(**method: Any) -> gw.GRPCRouteMatch:
 
 
 @pytest.mark.parametrize(
-    ("method", "kind", "value"),
+    ("method", "kind", "value", "precedence"),
     [
-        ({"service": "a.B", "method": "C"}, "exact", "/a.B/C"),
-        ({"type": "Exact", "service": "a.B"}, "prefix", "/a.B/"),
-        ({"method": "C"}, "regex", "/[^/]+/C"),
-        ({"type": "RegularExpression", "service": "a\\..*", "method": "C|D"}, "regex", "/(?:a\\..*)/(?:C|D)"),
-        ({"type": "RegularExpression", "service": "a\\.B"}, "regex", "/(?:a\\.B)/(?:[^/]+)"),
-        ({"type": "RegularExpression", "method": "Get.*"}, "regex", "/(?:[^/]+)/(?:Get.*)"),
-        ({}, "prefix", "/"),
+        ({"service": "a.B", "method": "C"}, "exact", "/a.B/C", 0),
+        ({"type": "Exact", "service": "a.B"}, "regex", "/a\\.B/[^/]+", 3 << 16),
+        ({"method": "C"}, "regex", "/[^/]+/C", 1),
+        (
+            {"type": "RegularExpression", "service": "a\\..*", "method": "C|D"},
+            "regex",
+            "/(?:a\\..*)/(?:C|D)",
+            0,
+        ),
+        ({"type": "RegularExpression", "service": "a\\.B"}, "regex", "/(?:a\\.B)/(?:[^/]+)", 0),
+        ({"type": "RegularExpression", "method": "Get.*"}, "regex", "/(?:[^/]+)/(?:Get.*)", 0),
+        ({}, "prefix", "/", 0),
     ],
 )
 def test_each_method_match_becomes_the_documented_path_match(
-    method: dict[str, str], kind: str, value: str
+    method: dict[str, str], kind: str, value: str, precedence: int
 ) -> None:
-    path = grpcroutes.match(_match(**method), "m").path
-    assert (path.WhichOneof("kind"), getattr(path, kind)) == (kind, value)
+    m = grpcroutes.match(_match(**method), "m")
+    assert (m.path.WhichOneof("kind"), getattr(m.path, kind), m.precedence) == (kind, value, precedence)
 
 
 @pytest.mark.parametrize(

@@ -139,16 +139,18 @@ class Route(_message.Message):
     def __init__(self, key: _Optional[str] = ..., listener_key: _Optional[str] = ..., name: _Optional[str] = ..., namespace: _Optional[str] = ..., rule_name: _Optional[str] = ..., hostnames: _Optional[_Iterable[str]] = ..., matches: _Optional[_Iterable[_Union[RouteMatch, _Mapping]]] = ..., backends: _Optional[_Iterable[_Union[RouteBackend, _Mapping]]] = ..., policies: _Optional[_Union[TrafficPolicy, _Mapping]] = ..., creation_unix_seconds: _Optional[int] = ..., rule_index: _Optional[int] = ...) -> None: ...
 
 class RouteMatch(_message.Message):
-    __slots__ = ("path", "method", "headers", "query")
+    __slots__ = ("path", "method", "headers", "query", "precedence")
     PATH_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
+    PRECEDENCE_FIELD_NUMBER: _ClassVar[int]
     path: PathMatch
     method: str
     headers: _containers.RepeatedCompositeFieldContainer[HeaderMatch]
     query: _containers.RepeatedCompositeFieldContainer[QueryMatch]
-    def __init__(self, path: _Optional[_Union[PathMatch, _Mapping]] = ..., method: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[HeaderMatch, _Mapping]]] = ..., query: _Optional[_Iterable[_Union[QueryMatch, _Mapping]]] = ...) -> None: ...
+    precedence: int
+    def __init__(self, path: _Optional[_Union[PathMatch, _Mapping]] = ..., method: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[HeaderMatch, _Mapping]]] = ..., query: _Optional[_Iterable[_Union[QueryMatch, _Mapping]]] = ..., precedence: _Optional[int] = ...) -> None: ...
 
 class PathMatch(_message.Message):
     __slots__ = ("exact", "prefix", "regex")
