@@ -93,3 +93,14 @@ bounded() {
   wait "$CHILD"
   CHILD=
 }
+
+# meta_common: the first lines of every benchmark's meta.txt (date, commit and whether the tree
+# was dirty, host, load average at the start). Needs ROOT.
+meta_common() {
+  local dirty
+  echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  dirty=$(git -C "$ROOT" diff --name-only HEAD 2>/dev/null | wc -l)
+  echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$( ((dirty == 0)) || echo " + uncommitted changes in $dirty tracked files")"
+  echo "host=$(nproc) cores, $(uname -sr)"
+  echo "load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+}

@@ -92,11 +92,7 @@ trap 'exit 143' TERM
 cmd="bash bench/controller/run.sh"
 [[ $QUICK == 1 ]] && cmd="BENCH_QUICK=1 $cmd"
 {
-  echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  dirty=$(git -C "$ROOT" diff --name-only HEAD 2>/dev/null | wc -l)
-  echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$( ((dirty == 0)) || echo " + uncommitted changes in $dirty tracked files")"
-  echo "host=$(nproc) cores, $(uname -sr)"
-  echo "load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+  meta_common
   echo "mode=$([[ $QUICK == 1 ]] && echo quick || echo full): translate sizes $SIZES ($REPEATS runs each); $CHANGES changes at $BACKGROUND background routes"
   echo "command=$cmd"
   echo "versions=$("$PY" -V 2>&1), $(bash "$ROOT/hack/apiserver.sh" env | grep K8S_VERSION)"

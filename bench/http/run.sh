@@ -175,11 +175,7 @@ measure() {
 }
 
 {
-  echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  dirty=$(git -C "$ROOT" diff --name-only HEAD 2>/dev/null | wc -l)
-  echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$( ((dirty == 0)) || echo " + uncommitted changes in $dirty tracked files")"
-  echo "host=$(nproc) cores, $(uname -sr)"
-  echo "load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+  meta_common
   echo "mode=$([[ $QUICK == 1 ]] && echo "quick: 1 x ${DUR}s" || echo "$RUNS x ${DUR}s, median")"
   echo "wrk=wrk -t$THREADS -c$CONNS -d${DUR}s --latency"
   echo "fixed=$([[ $FIXED_TOOL == hey ]] && echo "hey -z ${FIXED_DUR}s -c $FIXED_CONNS -q $FIXED_PER_CONN" || echo "fixed_rate.py ${FIXED_DUR}s, $FIXED_CONNS connections, $((FIXED_CONNS * FIXED_PER_CONN)) req/s")"

@@ -159,11 +159,7 @@ EOF
 # ---- run ----------------------------------------------------------------------------------------
 
 {
-  echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  dirty=$(git -C "$ROOT" diff --name-only HEAD 2>/dev/null | wc -l)
-  echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$( ((dirty == 0)) || echo " + uncommitted changes in $dirty tracked files")"
-  echo "host=$(nproc) cores, $(uname -sr)"
-  echo "load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+  meta_common
   echo "mode=$ROUNDS round(s) of ${DUR}s per route, interleaved; ${WARMUP}s warm-up per route"
   echo "wrk=wrk -t$THREADS -c$CONNS -d${DUR}s --latency, headers authorization (JWT) and x-team on every route, paths $PATHS"
   echo "versions=$(nginx -v 2>&1 | sed 's/.*: //'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $("$PY" -V 2>&1)"
