@@ -23,7 +23,6 @@ from __future__ import annotations
 import abc
 import asyncio
 import collections
-import socket
 import ssl
 import time
 import typing
@@ -32,7 +31,7 @@ from collections.abc import Hashable
 import httptools
 
 from dataplane import errors, settings, tls
-from dataplane.server import streams
+from dataplane.server import streams, transports
 from dataplane.telemetry import metrics
 
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
@@ -95,12 +94,7 @@ class UpstreamConnection(asyncio.Protocol):
     # asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        transports.tune(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -115,10 +109,7 @@ class UpstreamConnection(asyncio.Protocol):
                 resp.fail(
                     errors.UpstreamError("upstream closed the connection before the response was complete")
                 )
-        for w in self._drain_waiters:
-            if not w.done():
-                w.set_exception(errors.UpstreamError("upstream connection closed"))
-        self._drain_waiters.clear()
+        transports.release(self._drain_waiters, errors.UpstreamError("upstream connection closed"))
 
     def data_received(self, data: bytes) -> None:
         if self._tunnel is not None:
@@ -150,10 +141,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
+        transports.release(self._drain_waiters)
         if self._producer is not None:
             self._producer.resume_reading()
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 import typing
 from collections.abc import Hashable
@@ -43,7 +42,7 @@ import h2.settings
 
 from dataplane import errors, settings, tls
 from dataplane.backends import http as upstream
-from dataplane.server import http2, streams
+from dataplane.server import http2, streams, transports
 from dataplane.telemetry import metrics
 
 log = logging.getLogger(__name__)
@@ -243,10 +242,7 @@ class Connection(asyncio.Protocol):
     # asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transports.tune(transport)
         self._h2.initiate_connection()
         self._h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self._send()
@@ -260,10 +256,7 @@ class Connection(asyncio.Protocol):
         self._fail_all(
             errors.UpstreamError("upstream closed the connection before the response was complete")
         )
-        for w in self._drain_waiters:
-            if not w.done():
-                w.set_exception(errors.UpstreamError("upstream connection closed"))
-        self._drain_waiters.clear()
+        transports.release(self._drain_waiters, errors.UpstreamError("upstream connection closed"))
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -290,10 +283,7 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
+        transports.release(self._drain_waiters)
 
     # events -----------------------------------------------------------------------------------
     def _event(self, event: h2.events.Event) -> None:

@@ -21,7 +21,6 @@ import asyncio
 import collections
 import http
 import logging
-import socket
 import time
 import typing
 from collections.abc import Callable, Coroutine
@@ -30,7 +29,7 @@ from typing import Any
 import httptools
 
 from dataplane import errors, headerlist, settings, tls
-from dataplane.server import streams
+from dataplane.server import streams, transports
 
 log = logging.getLogger(__name__)
 
@@ -306,15 +305,7 @@ class HTTP1Connection(asyncio.Protocol):
                 self._to_h2(typing.cast(asyncio.Transport, transport), b"", self)
                 return
         self._transport = typing.cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-        peer = transport.get_extra_info("peername")
-        self.client_addr = peer[0] if isinstance(peer, tuple) else ""
-        self.client_port = peer[1] if isinstance(peer, tuple) else 0
+        self.client_addr, self.client_port = transports.tune(transport)
         self._registry.add(self)
         self._set_idle()
 
@@ -325,10 +316,7 @@ class HTTP1Connection(asyncio.Protocol):
         for ex in (self._parsing, self._current, *self._queue):
             if ex is not None and not ex.body.complete:
                 ex.body.set_exception(gone)
-        for w in self._drain_waiters:
-            if not w.done():
-                w.set_exception(gone)
-        self._drain_waiters.clear()
+        transports.release(self._drain_waiters, gone)
         if self._tunnel_closed is not None:
             cb, self._tunnel_closed = self._tunnel_closed, None
             cb()
@@ -426,10 +414,7 @@ class HTTP1Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
+        transports.release(self._drain_waiters)
         callbacks, self._resume_callbacks = self._resume_callbacks, []
         for cb in callbacks:
             cb()

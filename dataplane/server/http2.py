@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 import typing
 from collections.abc import Callable, Coroutine
@@ -46,7 +45,7 @@ import h2.exceptions
 import h2.settings
 
 from dataplane import errors, headerlist, settings
-from dataplane.server import exchange, http1, streams
+from dataplane.server import exchange, http1, streams, transports
 
 log = logging.getLogger(__name__)
 
@@ -248,13 +247,7 @@ class Exchange:
         """Called when buffered bytes left or the stream closed: release waiting writers."""
         if exc is None and self.write_paused:
             return
-        waiters, self._waiters = self._waiters, []
-        for w in waiters:
-            if not w.done():
-                if exc is None:
-                    w.set_result(None)
-                else:
-                    w.set_exception(exc)
+        transports.release(self._waiters, exc)
         callbacks, self._resume_callbacks = self._resume_callbacks, []
         for cb in callbacks:
             cb()
@@ -426,15 +419,7 @@ class HTTP2Connection(asyncio.Protocol):
     # asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = typing.cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-        peer = transport.get_extra_info("peername")
-        self.client_addr = peer[0] if isinstance(peer, tuple) else ""
-        self.client_port = peer[1] if isinstance(peer, tuple) else 0
+        self.client_addr, self.client_port = transports.tune(transport)
         self._registry.add(self)
         self._h2.initiate_connection()
         # h2 takes a stream over the limit for a connection error; RFC 9113 5.1.2 wants only
